@@ -1,0 +1,157 @@
+/**
+ * `npm run bench`: the signing figures, from one run on one fresh SoftHSM token.
+ *
+ *   1. raw PKCS#11 P-256 sign rate: a sync C_Sign loop on one session, in its own
+ *      process (the limit the service is measured against);
+ *   2. `pkcs11-tool --sign`, one process per signature (what a shell step in CI does);
+ *   3. the service end to end: `signet serve` in its own process, POST /v1/sign over
+ *      keep-alive mutual TLS from N concurrent clients (closed loop) → max rate,
+ *      p50/p99; then an open loop at half that rate → p50/p99.
+ *
+ * The load generator runs on the same machine as the service and the token, so all
+ * three share the machine's cores; the figures are for that set-up.
+ *
+ * Options: --seconds S (per phase, default 10), --connections N (default 16), --json.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { runInit } from '../cli/init.js';
+import { openStore } from '../store/open-store.js';
+import { closedLoop, openLoop, type LoadResult, type LoadTarget } from './load.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const cli = join(here, '..', 'cli', 'main.js');
+
+const { values } = parseArgs({
+  options: { seconds: { type: 'string' }, connections: { type: 'string' }, json: { type: 'boolean' }, keep: { type: 'boolean' } },
+});
+const seconds = Number(values.seconds ?? '10');
+const connections = Number(values.connections ?? '16');
+
+function log(message: string): void {
+  if (values.json !== true) process.stderr.write(`${message}\n`);
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => { resolve(typeof address === 'object' && address !== null ? address.port : 0); });
+    });
+    server.on('error', reject);
+  });
+}
+
+async function waitReady(url: string, ca: Buffer): Promise<void> {
+  const { get } = await import('node:https');
+  for (let i = 0; i < 100; i += 1) {
+    const ok = await new Promise<boolean>((resolve) => {
+      get(`${url}/readyz`, { ca, agent: false }, (res) => {
+        res.resume();
+        resolve(res.statusCode === 200);
+      }).on('error', () => { resolve(false); });
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error('the service did not become ready');
+}
+
+async function main(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'signet-bench-'));
+  const port = await freePort();
+  log(`set-up in ${dir}`);
+  const init = await runInit({ dir, port, force: false });
+  const store = await openStore({ driver: 'sqlite', sqlite: { path: init.database } });
+  const key = await store.keys.get(init.keyId);
+  await store.close();
+  if (key === null) throw new Error('init made no key');
+  const config = readFileSync(init.config, 'utf8');
+  const modulePath = /module: (.+)/.exec(config)?.[1]?.trim() ?? '';
+  const pinFile = join(dir, 'secrets', 'hsm-pin');
+  const childEnv = { ...process.env, SOFTHSM2_CONF: init.softhsm2Conf };
+
+  log('1/3 raw PKCS#11 sign rate (sync loop, one session)…');
+  const raw = JSON.parse(
+    execFileSync(process.execPath, [join(here, 'raw-pkcs11.js'), modulePath, 'signet-dev', pinFile, key.hsmKeyId, String(Math.min(seconds, 5))], {
+      env: childEnv,
+    }).toString(),
+  ) as { perSecond: number };
+
+  log('2/3 pkcs11-tool --sign, one process per signature…');
+  const digestFile = join(dir, 'digest.bin');
+  writeFileSync(digestFile, createHash('sha256').update('bench').digest());
+  const pin = readFileSync(pinFile, 'utf8').trim();
+  const toolRuns = 20;
+  const t0 = performance.now();
+  for (let i = 0; i < toolRuns; i += 1) {
+    execFileSync(
+      'pkcs11-tool',
+      ['--module', modulePath, '--token-label', 'signet-dev', '--login', '--pin', pin, '--sign', '--id', key.hsmKeyId, '-m', 'ECDSA', '--input-file', digestFile, '--output-file', join(dir, 'sig.bin')],
+      { env: childEnv, stdio: 'ignore' },
+    );
+  }
+  const toolMs = (performance.now() - t0) / toolRuns;
+  const toolPerSecond = 1000 / toolMs;
+
+  log(`3/3 end to end: signet serve, ${connections} keep-alive mTLS clients…`);
+  const server = spawn(process.execPath, [cli, 'serve', '--config', init.config], { stdio: ['ignore', 'ignore', 'inherit'] });
+  try {
+    const ca = readFileSync(init.caCert);
+    await waitReady(init.url, ca);
+    const target: LoadTarget = {
+      url: `${init.url}/v1/sign`,
+      ca,
+      cert: readFileSync(init.clientCert),
+      key: readFileSync(init.clientKey),
+      body: () => JSON.stringify({ project: init.project, digest: { algorithm: 'sha256', value: randomBytes(32).toString('hex') } }),
+    };
+    await closedLoop(target, connections, Math.min(2, seconds)); // warm-up: JIT, TLS sessions, pool
+    const max = await closedLoop(target, connections, seconds);
+    const half = await openLoop(target, max.perSecond / 2, seconds, connections);
+
+    const results = {
+      machine: { cpus: (await import('node:os')).cpus().length, node: process.version },
+      rawPkcs11PerSecond: raw.perSecond,
+      pkcs11Tool: { msPerSignature: toolMs, perSecond: toolPerSecond },
+      endToEnd: { connections, ...max },
+      halfLoad: { targetPerSecond: max.perSecond / 2, ...half },
+      ratios: { endToEndOverRaw: max.perSecond / raw.perSecond, endToEndOverPkcs11Tool: max.perSecond / toolPerSecond },
+    };
+    if (values.json === true) {
+      process.stdout.write(`${JSON.stringify(results, null, 2)}\n`);
+    } else {
+      const row = (name: string, r: LoadResult): string =>
+        `${name.padEnd(34)} ${r.perSecond.toFixed(0).padStart(7)}/s  p50 ${r.p50Ms.toFixed(2)} ms  p99 ${r.p99Ms.toFixed(2)} ms  (${r.requests} requests, ${r.failures} failed)`;
+      process.stdout.write(
+        [
+          '',
+          `raw PKCS#11 P-256 sign (sync, 1 session)  ${raw.perSecond.toFixed(0)}/s`,
+          `pkcs11-tool --sign (process per sig)      ${toolMs.toFixed(1)} ms = ${toolPerSecond.toFixed(1)}/s`,
+          row(`POST /v1/sign, ${connections} clients, max`, max),
+          row(`POST /v1/sign at half load`, half),
+          `end-to-end / raw PKCS#11                 ${(results.ratios.endToEndOverRaw * 100).toFixed(1)}%   (target ≥ 40%)`,
+          `p99 at half load                         ${half.p99Ms.toFixed(2)} ms (target < 10 ms)`,
+          `end-to-end / pkcs11-tool                 ${results.ratios.endToEndOverPkcs11Tool.toFixed(0)}x   (target ≥ 50x)`,
+          '',
+        ].join('\n'),
+      );
+    }
+  } finally {
+    server.kill('SIGTERM');
+    await new Promise((r) => server.once('exit', r));
+    if (values.keep !== true) rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`bench failed: ${error instanceof Error ? error.stack ?? error.message : String(error)}\n`);
+  process.exitCode = 1;
+});

@@ -1,0 +1,100 @@
+/**
+ * `signet sign`: the CI client. Hashes the artifact locally (or sends the manifest
+ * bytes), calls POST /v1/sign over mutual TLS, writes the signature in the asked
+ * format and, beside it, the whole answer as the receipt (`<out>.receipt.json`).
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream, readFileSync, writeFileSync } from 'node:fs';
+import { basename, resolve } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { isDigestAlgorithm, type DigestAlgorithm } from '../signer/algorithms.js';
+import { SIGNATURE_FORMATS, type SignatureFormat } from '../signer/formats.js';
+import { CliError } from './errors.js';
+import { createAgent, expectOk, requestJson } from './https-client.js';
+import { readClientProfile } from './profile.js';
+
+export interface SignOptions {
+  readonly dir: string | undefined;
+  readonly url: string | undefined;
+  readonly ca: string | undefined;
+  readonly cert: string | undefined;
+  readonly key: string | undefined;
+  readonly project: string | undefined;
+  readonly keyId: string | undefined;
+  readonly file: string | undefined;
+  readonly payload: string | undefined;
+  readonly digestAlgorithm: string;
+  readonly format: string;
+  readonly out: string | undefined;
+  readonly receipt: string | undefined;
+}
+
+export interface SignOutcome {
+  readonly signatureFile: string;
+  readonly receiptFile: string;
+  readonly keyId: string;
+  readonly response: Record<string, unknown>;
+}
+
+export async function hashFile(path: string, algorithm: DigestAlgorithm): Promise<Buffer> {
+  const hash = createHash(algorithm);
+  try {
+    await pipeline(createReadStream(path), hash);
+  } catch (error) {
+    throw new CliError('FILE_UNREADABLE', `cannot read ${path}`, { cause: error });
+  }
+  return hash.digest();
+}
+
+export async function runSign(options: SignOptions): Promise<SignOutcome> {
+  const profile = options.dir === undefined ? undefined : readClientProfile(options.dir);
+  const url = options.url ?? profile?.url;
+  const ca = options.ca ?? profile?.caCert;
+  const cert = options.cert ?? profile?.clientCert;
+  const key = options.key ?? profile?.clientKey;
+  const project = options.project ?? profile?.project;
+  const missing = Object.entries({ '--url': url, '--ca': ca, '--cert': cert, '--key': key, '--project': project })
+    .filter(([, value]) => value === undefined)
+    .map(([flag]) => flag);
+  if (missing.length > 0) throw new CliError('USAGE', `missing ${missing.join(', ')} (or --dir with a signet init directory)`);
+  if ((options.file === undefined) === (options.payload === undefined)) throw new CliError('USAGE', 'give exactly one of --file or --payload');
+  if (!isDigestAlgorithm(options.digestAlgorithm)) throw new CliError('USAGE', '--digest-algorithm is sha256, sha384 or sha512');
+  if (!(SIGNATURE_FORMATS as readonly string[]).includes(options.format)) throw new CliError('USAGE', `--format is one of ${SIGNATURE_FORMATS.join(', ')}`);
+  const format = options.format as SignatureFormat;
+  const algorithm = options.digestAlgorithm;
+
+  const subject = resolve(options.file ?? options.payload ?? '');
+  const body: Record<string, unknown> = { project, format, ...(options.keyId === undefined ? {} : { keyId: options.keyId }) };
+  if (options.file !== undefined) {
+    body.digest = { algorithm, value: (await hashFile(subject, algorithm)).toString('hex') };
+  } else {
+    body.payload = readBytes(subject).toString('base64');
+    body.digest = { algorithm };
+  }
+
+  const agent = createAgent({ caFile: ca ?? '', certFile: cert, keyFile: key });
+  try {
+    const response = expectOk(await requestJson(agent, new URL('/v1/sign', url).toString(), { method: 'POST', body }), 'signing') as Record<
+      string,
+      unknown
+    >;
+    const signature = response.signature;
+    if (typeof signature !== 'string') throw new CliError('REQUEST_FAILED', 'the service answered without a signature');
+    const signatureFile = resolve(options.out ?? `${subject}.sig`);
+    const receiptFile = resolve(options.receipt ?? `${signatureFile}.receipt.json`);
+    writeFileSync(signatureFile, Buffer.from(signature, 'base64'));
+    const receipt = { artifact: { name: basename(subject), digest: body.digest }, ...response };
+    writeFileSync(receiptFile, `${JSON.stringify(receipt, null, 2)}\n`);
+    return { signatureFile, receiptFile, keyId: String(response.keyId), response };
+  } finally {
+    agent.destroy();
+  }
+}
+
+function readBytes(path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (error) {
+    throw new CliError('FILE_UNREADABLE', `cannot read ${path}`, { cause: error });
+  }
+}

@@ -1,0 +1,70 @@
+/**
+ * The schema of `signet.yaml`. Parsed and validated once at start; every bad field is
+ * reported at once (config/load.ts), then the result is frozen. Relative paths are
+ * resolved against the directory of the config file.
+ *
+ * Secrets (the HSM PIN) are never values in this file: the file names an environment
+ * variable or a secret file that holds them (DESIGN.md, "Keys, policy and state").
+ */
+import { z } from 'zod';
+
+const secretSource = z
+  .object({
+    env: z.string().regex(/^[A-Z_][A-Z0-9_]*$/, 'must be an environment variable name').optional(),
+    file: z.string().min(1).optional(),
+  })
+  .strict()
+  .refine((s) => (s.env === undefined) !== (s.file === undefined), {
+    error: 'give exactly one of "env" or "file"',
+  });
+
+export const configSchema = z
+  .object({
+    server: z
+      .object({
+        host: z.string().min(1).default('127.0.0.1'),
+        port: z.number().int().min(0).max(65535).default(8443),
+        tls: z
+          .object({
+            certFile: z.string().min(1),
+            keyFile: z.string().min(1),
+            /** CA that CI client certificates must chain to for POST /v1/sign. */
+            clientCaFile: z.string().min(1),
+          })
+          .strict(),
+        /** Largest request body accepted, in bytes (a payload carries a whole manifest). */
+        maxBodyBytes: z.number().int().min(1024).max(16 * 1024 * 1024).default(1024 * 1024),
+        /** How long shutdown waits for in-flight requests before closing the HSM and store. */
+        shutdownGraceMs: z.number().int().min(0).max(120_000).default(10_000),
+        /** Node's per-socket request timeout; stops slow-loris clients holding sockets. */
+        requestTimeoutMs: z.number().int().min(1000).max(300_000).default(30_000),
+      })
+      .strict(),
+    hsm: z
+      .object({
+        module: z.string().min(1),
+        tokenLabel: z.string().min(1).max(32),
+        tokenSerial: z.string().min(1).max(16).optional(),
+        pin: secretSource,
+        /** SoftHSM only: its configuration file, exported as SOFTHSM2_CONF before the module loads. */
+        softhsm2Conf: z.string().min(1).optional(),
+        sessions: z.number().int().min(1).max(64).default(4),
+      })
+      .strict(),
+    storage: z
+      .object({
+        driver: z.literal('sqlite'),
+        sqlite: z.object({ path: z.string().min(1) }).strict(),
+      })
+      .strict(),
+    policy: z.object({ file: z.string().min(1) }).strict(),
+    logging: z
+      .object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
+      .strict()
+      .default({ level: 'info' }),
+  })
+  .strict();
+
+export type SignetConfigInput = z.input<typeof configSchema>;
+export type SignetConfig = z.output<typeof configSchema>;
+export type SecretSource = z.output<typeof secretSource>;

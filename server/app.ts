@@ -1,0 +1,260 @@
+/**
+ * The HTTP API (hono). Routes are declared with their request and response schemas
+ * (@hono/zod-openapi), so validation and /openapi.json come from one source.
+ *
+ * The edge only translates: it authenticates the TLS client, validates the body,
+ * calls the use case (service/sign-request.ts) and maps errors through one table
+ * (server/http-errors.ts).
+ */
+import type { HttpBindings } from '@hono/node-server';
+import { createRoute, OpenAPIHono } from '@hono/zod-openapi';
+import { requestId, type RequestIdVariables } from 'hono/request-id';
+import type { LoadedPolicy } from '../policy/load.js';
+import { resolveKey } from '../keyrotation/signing-keys.js';
+import type { Hsm } from '../signer/types.js';
+import type { KeyVersionRecord, SignetStore } from '../store/store.js';
+import { SignError } from '../service/errors.js';
+import { signRequest } from '../service/sign-request.js';
+import { requireClientCertificate, type ClientCertificateVariables } from './client-certificate.js';
+import { HttpError, mapError } from './http-errors.js';
+import { BODY_TOO_LARGE } from './https-listener.js';
+import type { Logger } from './logger.js';
+import {
+  ErrorSchema,
+  HealthSchema,
+  KeyIdParamSchema,
+  KeyListSchema,
+  KeySchema,
+  ReadinessSchema,
+  SignRequestSchema,
+  SignResponseSchema,
+} from './schemas.js';
+
+export interface AppDependencies {
+  readonly hsm: Hsm;
+  readonly store: SignetStore;
+  readonly currentPolicy: () => LoadedPolicy;
+  readonly logger: Logger;
+  readonly maxBodyBytes: number;
+  /** True once shutdown has begun: new signing requests are refused with 503. */
+  readonly isStopping: () => boolean;
+  /** Counts requests in flight so shutdown can wait for them. */
+  readonly inFlight: { enter(): void; leave(): void };
+}
+
+interface SignatureLogFields {
+  readonly project: string;
+  readonly keyId: string;
+  readonly format: string;
+  readonly digestAlgorithm: string;
+}
+
+type AppEnv = { Bindings: HttpBindings; Variables: ClientCertificateVariables & RequestIdVariables & { signature: SignatureLogFields } };
+
+const errorResponses = {
+  400: { description: 'Malformed or invalid request', content: { 'application/json': { schema: ErrorSchema } } },
+  401: { description: 'No or untrusted client certificate', content: { 'application/json': { schema: ErrorSchema } } },
+  403: { description: 'Refused by policy or certificate usage', content: { 'application/json': { schema: ErrorSchema } } },
+  404: { description: 'No such key', content: { 'application/json': { schema: ErrorSchema } } },
+  409: { description: 'Key not active', content: { 'application/json': { schema: ErrorSchema } } },
+  413: { description: 'Body too large', content: { 'application/json': { schema: ErrorSchema } } },
+  415: { description: 'Body is not JSON', content: { 'application/json': { schema: ErrorSchema } } },
+  503: { description: 'HSM or storage unavailable, or shutting down; nothing was signed', content: { 'application/json': { schema: ErrorSchema } } },
+} as const;
+
+const signRoute = createRoute({
+  method: 'post',
+  path: '/v1/sign',
+  summary: 'Sign a release-manifest digest with an HSM key',
+  description: 'Requires a client certificate chaining to the CI client CA with the clientAuth EKU, allowed by the project policy.',
+  request: { body: { content: { 'application/json': { schema: SignRequestSchema } }, required: true } },
+  responses: {
+    200: { description: 'Signed', content: { 'application/json': { schema: SignResponseSchema } } },
+    ...errorResponses,
+  },
+});
+
+const listKeysRoute = createRoute({
+  method: 'get',
+  path: '/v1/keys',
+  summary: 'Every signing key version with its public key and state',
+  responses: { 200: { description: 'Keys', content: { 'application/json': { schema: KeyListSchema } } } },
+});
+
+const getKeyRoute = createRoute({
+  method: 'get',
+  path: '/v1/keys/{keyId}',
+  summary: 'One key version (a key name answers its active version)',
+  request: { params: KeyIdParamSchema },
+  responses: {
+    200: { description: 'Key', content: { 'application/json': { schema: KeySchema } } },
+    400: errorResponses[400],
+    404: errorResponses[404],
+  },
+});
+
+const healthRoute = createRoute({
+  method: 'get',
+  path: '/healthz',
+  summary: 'Liveness: the process answers',
+  responses: { 200: { description: 'Alive', content: { 'application/json': { schema: HealthSchema } } } },
+});
+
+const readyRoute = createRoute({
+  method: 'get',
+  path: '/readyz',
+  summary: 'Readiness: the HSM answers and storage is writable',
+  responses: {
+    200: { description: 'Ready', content: { 'application/json': { schema: ReadinessSchema } } },
+    503: { description: 'Not ready', content: { 'application/json': { schema: ReadinessSchema } } },
+  },
+});
+
+export function createApp(deps: AppDependencies): OpenAPIHono<AppEnv> {
+  const app = new OpenAPIHono<AppEnv>({
+    // Validation failures become INVALID_REQUEST with every bad field listed.
+    defaultHook: (result) => {
+      if (!result.success) {
+        const problems = result.error.issues.map((i) => `${i.path.length > 0 ? i.path.join('.') : '(body)'}: ${i.message}`);
+        throw new HttpError('INVALID_REQUEST', `invalid request: ${problems.join('; ')}`);
+      }
+      return undefined;
+    },
+  });
+
+  app.use('*', requestId({ limitLength: 64 }));
+  app.use('*', async (c, next) => {
+    const started = process.hrtime.bigint();
+    deps.inFlight.enter();
+    try {
+      await next();
+    } finally {
+      deps.inFlight.leave();
+      if (deps.isStopping()) c.header('Connection', 'close');
+      // One line per request: the access log also says what was signed, if anything.
+      const client = c.get('clientCertificate') as ClientCertificateVariables['clientCertificate'] | undefined;
+      const signature = c.get('signature') as SignatureLogFields | undefined;
+      deps.logger.info(
+        {
+          requestId: c.get('requestId'),
+          method: c.req.method,
+          path: c.req.path,
+          status: c.res.status,
+          durationMs: Number(process.hrtime.bigint() - started) / 1e6,
+          ...(client === undefined ? {} : { clientFingerprint: client.fingerprint }),
+          ...(signature === undefined ? {} : { signature }),
+        },
+        'request',
+      );
+    }
+  });
+
+  app.use('/v1/*', async (c, next) => {
+    if (c.req.method === 'POST') {
+      const mediaType = (c.req.header('content-type') ?? '').split(';')[0]?.trim().toLowerCase();
+      if (mediaType !== 'application/json') throw new HttpError('UNSUPPORTED_MEDIA_TYPE', 'the body must be application/json');
+    }
+    await next();
+  });
+  app.use('/v1/*', async (c, next) => {
+    // The listener read the body before routing and flagged it if it was too large.
+    if ((c.env.incoming as { [BODY_TOO_LARGE]?: true })[BODY_TOO_LARGE] === true) {
+      throw new HttpError('BODY_TOO_LARGE', `the body is larger than ${deps.maxBodyBytes} bytes`);
+    }
+    await next();
+  });
+  app.use('/v1/sign', requireClientCertificate());
+
+  app.openapi(signRoute, async (c) => {
+    if (deps.isStopping()) throw new SignError('SERVICE_STOPPING', 'shutting down');
+    const body = c.req.valid('json');
+    const result = await signRequest(deps, c.get('clientCertificate'), {
+      project: body.project,
+      keyId: body.keyId,
+      format: body.format,
+      digest:
+        body.digest?.value === undefined ? undefined : { algorithm: body.digest.algorithm, value: Buffer.from(body.digest.value, 'hex') },
+      payload: body.payload === undefined ? undefined : Buffer.from(body.payload, 'base64'),
+      payloadDigestAlgorithm: body.digest?.algorithm,
+    });
+    c.set('signature', { project: body.project, keyId: result.keyId, format: result.format, digestAlgorithm: result.digest.algorithm });
+    return c.json(
+      {
+        keyId: result.keyId,
+        keyName: result.keyName,
+        algorithm: result.algorithm,
+        format: result.format,
+        signature: result.signature.toString('base64'),
+        digest: { algorithm: result.digest.algorithm, value: result.digest.value.toString('hex') },
+        policy: { sha256: result.policySha256 },
+        requestId: c.get('requestId'),
+      },
+      200,
+    );
+  });
+
+  app.openapi(listKeysRoute, async (c) => {
+    const keys = await deps.store.keys.list();
+    return c.json({ keys: keys.map(publicKeyView) }, 200);
+  });
+
+  app.openapi(getKeyRoute, async (c) => {
+    const key = await resolveKey(deps.store, c.req.valid('param').keyId);
+    return c.json(publicKeyView(key), 200);
+  });
+
+  app.openapi(healthRoute, (c) => c.json({ status: 'ok' as const }, 200));
+
+  app.openapi(readyRoute, async (c) => {
+    const [hsm, storage] = await Promise.all([check(() => deps.hsm.ping()), check(() => deps.store.checkWritable())]);
+    const stopping = deps.isStopping();
+    const ready = hsm.ok && storage.ok && !stopping;
+    const checks = { hsm, storage, accepting: stopping ? { ok: false, error: 'shutting down' } : { ok: true } };
+    return c.json({ status: ready ? ('ready' as const) : ('not-ready' as const), checks }, ready ? 200 : 503);
+  });
+
+  app.doc31('/openapi.json', {
+    openapi: '3.1.0',
+    info: { title: 'Signet', version: '1', description: 'Release-signing service: HSM keys, mTLS + policy, JSON errors {"error":{"code","message"}}.' },
+  });
+
+  app.notFound(() => {
+    throw new HttpError('NOT_FOUND', 'no such route');
+  });
+  app.onError((error, c) => {
+    const mapped = mapError(error, c.get('requestId'));
+    const log = { requestId: c.get('requestId'), code: mapped.body.error.code, status: mapped.status };
+    if (mapped.serverFault) deps.logger.error({ ...log, err: error }, 'request failed');
+    else deps.logger.info({ ...log, authFailure: c.get('authFailure') }, 'request refused');
+    return c.json(mapped.body, mapped.status);
+  });
+
+  return app;
+}
+
+function publicKeyView(key: KeyVersionRecord) {
+  // hsmKeyId stays inside the service: clients never see HSM object identifiers.
+  return {
+    keyId: key.keyId,
+    name: key.name,
+    version: key.version,
+    algorithm: key.algorithm,
+    state: key.state,
+    publicKeyPem: key.publicKeyPem,
+    createdAt: key.createdAt,
+    notBefore: key.notBefore,
+    notAfter: key.notAfter,
+    compromisedAt: key.compromisedAt,
+  };
+}
+
+async function check(probe: () => Promise<void>): Promise<{ ok: boolean; error?: string }> {
+  try {
+    await probe();
+    return { ok: true };
+  } catch (error) {
+    // Only the error code is shown: readiness is public.
+    const code = (error as { code?: unknown }).code;
+    return { ok: false, error: typeof code === 'string' ? code : 'unavailable' };
+  }
+}

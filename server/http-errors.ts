@@ -1,0 +1,109 @@
+/**
+ * The one table that maps error codes to HTTP statuses, and the one function that
+ * turns any thrown value into the JSON error shape of DESIGN.md:
+ * `{"error": {"code", "message"}}`.
+ *
+ * Client faults (4xx) carry the error's own message, which by construction names no
+ * secret. Server faults (5xx) get a fixed message per code; the detail goes to the
+ * service log only (the approach of sigstore/fulcio's pkg/server/error.go).
+ */
+import { HTTPException } from 'hono/http-exception';
+import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import { isSignetError, SignetError } from '../errors/signet-error.js';
+import { SignError } from '../service/errors.js';
+
+export interface ErrorBody {
+  readonly error: {
+    readonly code: string;
+    readonly message: string;
+    readonly reasons?: readonly { readonly code: string; readonly message: string }[];
+    readonly requestId?: string;
+  };
+}
+
+const CLIENT_ERRORS: Readonly<Record<string, ContentfulStatusCode>> = {
+  INVALID_JSON: 400,
+  INVALID_REQUEST: 400,
+  DIGEST_INVALID: 400,
+  KEY_ID_INVALID: 400,
+  FORMAT_UNSUPPORTED: 400,
+  HSM_INVALID_INPUT: 400,
+  CLIENT_CERT_REQUIRED: 401,
+  CLIENT_CERT_UNTRUSTED: 401,
+  CLIENT_CERT_WRONG_USAGE: 403,
+  POLICY_DENIED: 403,
+  NOT_FOUND: 404,
+  KEY_NOT_FOUND: 404,
+  METHOD_NOT_ALLOWED: 405,
+  KEY_NOT_ACTIVE: 409,
+  BODY_TOO_LARGE: 413,
+  UNSUPPORTED_MEDIA_TYPE: 415,
+};
+
+/** Server faults: fixed messages, never the underlying detail. */
+const SERVER_ERRORS: Readonly<Record<string, { status: ContentfulStatusCode; code: string; message: string }>> = {
+  SERVICE_STOPPING: { status: 503, code: 'SERVICE_STOPPING', message: 'the service is shutting down; retry on another replica' },
+  STORE_UNAVAILABLE: { status: 503, code: 'STORAGE_UNAVAILABLE', message: 'storage is unavailable; nothing was signed' },
+  HSM_UNAVAILABLE: { status: 503, code: 'HSM_UNAVAILABLE', message: 'the HSM is unavailable; nothing was signed' },
+  HSM_SESSION_LOST: { status: 503, code: 'HSM_UNAVAILABLE', message: 'the HSM is unavailable; nothing was signed' },
+  HSM_POOL_CLOSED: { status: 503, code: 'SERVICE_STOPPING', message: 'the service is shutting down; retry on another replica' },
+  HSM_TOKEN_NOT_FOUND: { status: 503, code: 'HSM_UNAVAILABLE', message: 'the HSM is unavailable; nothing was signed' },
+};
+
+const INTERNAL = { status: 500 as ContentfulStatusCode, code: 'INTERNAL', message: 'internal error; nothing was signed' };
+
+export interface MappedError {
+  readonly status: ContentfulStatusCode;
+  readonly body: ErrorBody;
+  /** True for faults of the service (log at error level with the cause). */
+  readonly serverFault: boolean;
+}
+
+export function mapError(error: unknown, requestId: string | undefined): MappedError {
+  const withId = requestId === undefined ? {} : { requestId };
+  if (error instanceof HTTPException) {
+    const code = httpExceptionCode(error.status);
+    const status = error.status;
+    // Hono's own messages (e.g. "Malformed JSON in request body") hold no request data.
+    return { status, body: { error: { code, message: error.message || code, ...withId } }, serverFault: status >= 500 };
+  }
+  if (isSignetError(error)) {
+    const clientStatus = CLIENT_ERRORS[error.code];
+    if (clientStatus !== undefined) {
+      const reasons = error instanceof SignError && error.reasons.length > 0 ? { reasons: error.reasons } : {};
+      return { status: clientStatus, body: { error: { code: error.code, message: error.message, ...reasons, ...withId } }, serverFault: false };
+    }
+    const server = SERVER_ERRORS[error.code] ?? INTERNAL;
+    return { status: server.status, body: { error: { code: server.code, message: server.message, ...withId } }, serverFault: true };
+  }
+  return { status: INTERNAL.status, body: { error: { code: INTERNAL.code, message: INTERNAL.message, ...withId } }, serverFault: true };
+}
+
+function httpExceptionCode(status: number): string {
+  switch (status) {
+    case 400:
+      return 'INVALID_JSON';
+    case 404:
+      return 'NOT_FOUND';
+    case 405:
+      return 'METHOD_NOT_ALLOWED';
+    case 413:
+      return 'BODY_TOO_LARGE';
+    case 415:
+      return 'UNSUPPORTED_MEDIA_TYPE';
+    default:
+      return status >= 500 ? 'INTERNAL' : 'INVALID_REQUEST';
+  }
+}
+
+export type HttpErrorCode =
+  | 'INVALID_REQUEST'
+  | 'CLIENT_CERT_REQUIRED'
+  | 'CLIENT_CERT_UNTRUSTED'
+  | 'CLIENT_CERT_WRONG_USAGE'
+  | 'BODY_TOO_LARGE'
+  | 'UNSUPPORTED_MEDIA_TYPE'
+  | 'NOT_FOUND';
+
+/** A client fault raised by the HTTP layer itself (validation, TLS identity, limits). */
+export class HttpError extends SignetError<HttpErrorCode> {}

@@ -1,0 +1,100 @@
+/**
+ * The schema, as an ordered list of migrations shared by every backend.
+ *
+ * Each migration carries the SQL for SQLite and for PostgreSQL side by side so the two
+ * schemas cannot drift. A migration that has been released is never edited: a change is
+ * a new entry with the next version. The runner records each applied migration in
+ * `schema_migrations` (created by migration 1) inside the same transaction as its SQL.
+ *
+ * Timestamps are ISO-8601 UTC text in both dialects, so one row validator serves both
+ * backends. The CHECK lists spell out the fixed algorithm and state names
+ * (DESIGN.md, "Fixed values"); adding a name takes a new migration.
+ */
+
+export interface Migration {
+  /** 1, 2, 3, … without gaps. */
+  readonly version: number;
+  /** Short, stable description; recorded with the version and compared on every start. */
+  readonly name: string;
+  readonly sqlite: string;
+  readonly postgres: string;
+}
+
+export const MIGRATIONS: readonly Migration[] = Object.freeze([
+  Object.freeze({
+    version: 1,
+    name: 'key versions and health probe',
+    // STRICT tables make SQLite enforce the declared column types instead of storing
+    // whatever it is given. TEXT primary keys are NOT NULL explicitly: SQLite
+    // otherwise allows NULL in them.
+    sqlite: `
+CREATE TABLE schema_migrations (
+  version    INTEGER NOT NULL PRIMARY KEY,
+  name       TEXT    NOT NULL,
+  applied_at TEXT    NOT NULL
+) STRICT;
+
+CREATE TABLE key_versions (
+  key_id           TEXT    NOT NULL PRIMARY KEY,
+  name             TEXT    NOT NULL,
+  version          INTEGER NOT NULL CHECK (version >= 1),
+  algorithm        TEXT    NOT NULL
+    CHECK (algorithm IN ('ecdsa-p256', 'ecdsa-p384', 'ed25519', 'rsa-pss-3072', 'rsa-pss-4096')),
+  state            TEXT    NOT NULL
+    CHECK (state IN ('pending', 'active', 'verify-only', 'retired', 'compromised')),
+  hsm_key_id       TEXT    NOT NULL,
+  public_key_pem   TEXT    NOT NULL,
+  created_at       TEXT    NOT NULL,
+  not_before       TEXT    NOT NULL,
+  not_after        TEXT,
+  compromised_at   TEXT,
+  state_changed_at TEXT    NOT NULL,
+  UNIQUE (name, version)
+) STRICT;
+
+-- Exactly one active version per key name, enforced by the database itself so that
+-- no code path (or second process) can leave two versions signing at once.
+CREATE UNIQUE INDEX key_versions_one_active_per_name ON key_versions (name) WHERE state = 'active';
+
+CREATE TABLE health_probe (
+  id         INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),
+  written_at TEXT    NOT NULL
+) STRICT;
+`,
+    postgres: `
+CREATE TABLE schema_migrations (
+  version    INTEGER NOT NULL PRIMARY KEY,
+  name       TEXT    NOT NULL,
+  applied_at TEXT    NOT NULL
+);
+
+CREATE TABLE key_versions (
+  key_id           TEXT    NOT NULL PRIMARY KEY,
+  name             TEXT    NOT NULL,
+  version          INTEGER NOT NULL CHECK (version >= 1),
+  algorithm        TEXT    NOT NULL
+    CHECK (algorithm IN ('ecdsa-p256', 'ecdsa-p384', 'ed25519', 'rsa-pss-3072', 'rsa-pss-4096')),
+  state            TEXT    NOT NULL
+    CHECK (state IN ('pending', 'active', 'verify-only', 'retired', 'compromised')),
+  hsm_key_id       TEXT    NOT NULL,
+  public_key_pem   TEXT    NOT NULL,
+  created_at       TEXT    NOT NULL,
+  not_before       TEXT    NOT NULL,
+  not_after        TEXT,
+  compromised_at   TEXT,
+  state_changed_at TEXT    NOT NULL,
+  UNIQUE (name, version)
+);
+
+CREATE UNIQUE INDEX key_versions_one_active_per_name ON key_versions (name) WHERE state = 'active';
+
+CREATE TABLE health_probe (
+  id         INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),
+  written_at TEXT    NOT NULL
+);
+`,
+  }),
+]);
+
+/** The schema version this code produces: the last migration's. */
+export const LATEST_SCHEMA_VERSION: number = MIGRATIONS.reduce((max, m) => Math.max(max, m.version), 0);

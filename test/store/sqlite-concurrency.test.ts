@@ -1,0 +1,152 @@
+/**
+ * Transactions on the single SQLite connection are serialised: however their async
+ * steps interleave in time, each one runs alone from BEGIN to COMMIT, and plain
+ * repository calls made meanwhile wait for it rather than seeing or joining it.
+ */
+import fc from 'fast-check';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { openStore } from '../../store/open-store.js';
+import type { SignetStore } from '../../store/store.js';
+import { keyVersion, makeTempDir } from './sqlite-fixtures.js';
+
+let temp: ReturnType<typeof makeTempDir>;
+let store: SignetStore;
+
+beforeEach(async () => {
+  temp = makeTempDir();
+  store = await openStore({ driver: 'sqlite', sqlite: { path: temp.dbPath } });
+});
+
+afterEach(async () => {
+  await store.close();
+  temp.cleanup();
+});
+
+/** Lets other queued work run: `ticks` macrotask turns. */
+async function yieldTurns(ticks: number): Promise<void> {
+  for (let i = 0; i < ticks; i += 1) {
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+}
+
+function deferred(): { promise: Promise<void>; resolve: () => void } {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => {
+    resolve = r;
+  });
+  return { promise, resolve };
+}
+
+describe('transaction serialisation', () => {
+  it('never interleaves transactions, and each read-modify-write sees the one before', async () => {
+    let round = 0;
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(
+          fc.record({
+            steps: fc.array(fc.nat({ max: 3 }), { minLength: 1, maxLength: 4 }),
+            fails: fc.boolean(),
+          }),
+          { minLength: 1, maxLength: 8 },
+        ),
+        async (plans) => {
+          round += 1;
+          const name = `prop${round}`;
+          const trace: string[] = [];
+          const runs = plans.map((plan, index) =>
+            store
+              .transaction(async (tx) => {
+                trace.push(`begin ${index}`);
+                // Read-modify-write across awaits: lost updates would show as duplicate
+                // or missing version numbers.
+                for (const ticks of plan.steps) {
+                  const next = (await tx.keys.listVersions(name)).length + 1;
+                  await yieldTurns(ticks);
+                  await tx.keys.insert(keyVersion(name, next));
+                }
+                trace.push(`end ${index}`);
+                if (plan.fails) throw new Error('planned failure');
+              })
+              .then(
+                () => 'committed' as const,
+                () => 'rolled back' as const,
+              ),
+          );
+          // Plain calls racing with the transactions must only ever see committed states.
+          const observed: number[] = [];
+          const observer = (async () => {
+            for (let i = 0; i < 5; i += 1) {
+              observed.push((await store.keys.listVersions(name)).length);
+              await yieldTurns(1);
+            }
+          })();
+          const outcomes = await Promise.all(runs);
+          await observer;
+
+          for (let i = 0; i < trace.length; i += 2) {
+            const begin = /^begin (\d+)$/.exec(trace[i] ?? '');
+            expect(begin).not.toBeNull();
+            expect(trace[i + 1]).toBe(`end ${begin?.[1] ?? ''}`);
+          }
+          const committedInserts = plans.reduce(
+            (sum, plan, index) => sum + (outcomes[index] === 'committed' ? plan.steps.length : 0),
+            0,
+          );
+          const versions = (await store.keys.listVersions(name)).map((k) => k.version);
+          expect(versions).toEqual(Array.from({ length: committedInserts }, (_, i) => i + 1));
+          const committedCounts = new Set([0]);
+          let running = 0;
+          plans.forEach((plan, index) => {
+            if (outcomes[index] === 'committed') {
+              running += plan.steps.length;
+              committedCounts.add(running);
+            }
+          });
+          for (const count of observed) expect(committedCounts.has(count)).toBe(true);
+        },
+      ),
+      { numRuns: 40 },
+    );
+  });
+
+  it('makes a plain call wait for an open transaction and then see its result', async () => {
+    const release = deferred();
+    const inside = deferred();
+    const tx = store.transaction(async (handle) => {
+      await handle.keys.insert(keyVersion('k', 1, 'active'));
+      inside.resolve();
+      await release.promise;
+    });
+    await inside.promise;
+
+    let settled = false;
+    const plain = store.keys.get('k@1').then((record) => {
+      settled = true;
+      return record;
+    });
+    await yieldTurns(5);
+    expect(settled).toBe(false);
+
+    release.resolve();
+    await tx;
+    expect((await plain)?.keyId).toBe('k@1');
+  });
+
+  it('makes a plain write wait, so it is not swept into a transaction that rolls back', async () => {
+    const release = deferred();
+    const inside = deferred();
+    const tx = store.transaction(async (handle) => {
+      await handle.keys.insert(keyVersion('a', 1));
+      inside.resolve();
+      await release.promise;
+      throw new Error('roll back');
+    });
+    await inside.promise;
+    const plainWrite = store.keys.insert(keyVersion('b', 1));
+    await yieldTurns(3);
+    release.resolve();
+    await expect(tx).rejects.toThrow('roll back');
+    await plainWrite;
+    expect((await store.keys.list()).map((k) => k.keyId)).toEqual(['b@1']);
+  });
+});
