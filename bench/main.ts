@@ -6,7 +6,10 @@
  *   2. `pkcs11-tool --sign`, one process per signature (what a shell step in CI does);
  *   3. the service end to end: `signet serve` in its own process, POST /v1/sign over
  *      keep-alive mutual TLS from N concurrent clients (closed loop) → max rate,
- *      p50/p99; then an open loop at half that rate → p50/p99.
+ *      p50/p99; then an open loop at half that rate → p50/p99. Every request carries
+ *      a fresh RS256 id token (what GitHub and GitLab issue), minted before the run;
+ *   4. the identity + policy step alone (token verification and the policy decision,
+ *      in this process, one at a time), to show its share of the end-to-end cost.
  *
  * The load generator runs on the same machine as the service and the token, so all
  * three share the machine's cores; the figures are for that set-up.
@@ -21,7 +24,12 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { createDevTokenMinter, DEV_AUDIENCE } from '../cli/dev-issuer.js';
 import { runInit } from '../cli/init.js';
+import { loadConfig } from '../config/load.js';
+import { decideSignRequest } from '../policy/evaluate.js';
+import { loadPolicyFile } from '../policy/load.js';
+import { createPipelineTokenVerifier } from '../policy/oidc/verifier.js';
 import { openStore } from '../store/open-store.js';
 import { closedLoop, openLoop, type LoadResult, type LoadTarget } from './load.js';
 
@@ -73,19 +81,19 @@ async function main(): Promise<void> {
   const key = await store.keys.get(init.keyId);
   await store.close();
   if (key === null) throw new Error('init made no key');
-  const config = readFileSync(init.config, 'utf8');
-  const modulePath = /module: (.+)/.exec(config)?.[1]?.trim() ?? '';
+  const config = loadConfig(init.config);
+  const modulePath = config.hsm.module;
   const pinFile = join(dir, 'secrets', 'hsm-pin');
   const childEnv = { ...process.env, SOFTHSM2_CONF: init.softhsm2Conf };
 
-  log('1/3 raw PKCS#11 sign rate (sync loop, one session)…');
+  log('1/4 raw PKCS#11 sign rate (sync loop, one session)…');
   const raw = JSON.parse(
     execFileSync(process.execPath, [join(here, 'raw-pkcs11.js'), modulePath, 'signet-dev', pinFile, key.hsmKeyId, String(Math.min(seconds, 5))], {
       env: childEnv,
     }).toString(),
   ) as { perSecond: number };
 
-  log('2/3 pkcs11-tool --sign, one process per signature…');
+  log('2/4 pkcs11-tool --sign, one process per signature…');
   const digestFile = join(dir, 'digest.bin');
   writeFileSync(digestFile, createHash('sha256').update('bench').digest());
   const pin = readFileSync(pinFile, 'utf8').trim();
@@ -101,7 +109,35 @@ async function main(): Promise<void> {
   const toolMs = (performance.now() - t0) / toolRuns;
   const toolPerSecond = 1000 / toolMs;
 
-  log(`3/3 end to end: signet serve, ${connections} keep-alive mTLS clients…`);
+  log('minting RS256 id tokens for the run…');
+  const mint = await createDevTokenMinter(join(dir, 'oidc', 'dev-issuer-key.json'), DEV_AUDIENCE);
+  const tokenCount = Math.ceil(3000 * (Math.min(2, seconds) + seconds * 1.5)) + 5000;
+  const tokens: string[] = [];
+  for (let i = 0; i < tokenCount; i += 500) {
+    tokens.push(...(await Promise.all(Array.from({ length: Math.min(500, tokenCount - i) }, () => mint({}, 3600)))));
+  }
+
+  log('3/4 identity + policy step alone…');
+  const verifier = createPipelineTokenVerifier(config.oidc);
+  const policy = loadPolicyFile(config.policy.file);
+  const sample = tokens.splice(0, 5000);
+  const t1 = performance.now();
+  for (const token of sample) {
+    const identity = await verifier.verify(token);
+    decideSignRequest(policy.document, {
+      project: init.project,
+      keyName: undefined,
+      clientFingerprint: 'x',
+      identity: { issuerName: identity.issuerName, claims: identity.claims },
+      digestAlgorithm: 'sha256',
+      format: 'raw',
+      manifest: undefined,
+      now: new Date(),
+    });
+  }
+  const identityPerSecond = sample.length / ((performance.now() - t1) / 1000);
+
+  log(`4/4 end to end: signet serve, ${connections} keep-alive mTLS clients…`);
   const server = spawn(process.execPath, [cli, 'serve', '--config', init.config], { stdio: ['ignore', 'ignore', 'inherit'] });
   try {
     const ca = readFileSync(init.caCert);
@@ -112,6 +148,7 @@ async function main(): Promise<void> {
       cert: readFileSync(init.clientCert),
       key: readFileSync(init.clientKey),
       body: () => JSON.stringify({ project: init.project, digest: { algorithm: 'sha256', value: randomBytes(32).toString('hex') } }),
+      headers: () => ({ authorization: `Bearer ${tokens.pop() ?? ''}` }),
     };
     await closedLoop(target, connections, Math.min(2, seconds)); // warm-up: JIT, TLS sessions, pool
     const max = await closedLoop(target, connections, seconds);
@@ -123,7 +160,13 @@ async function main(): Promise<void> {
       pkcs11Tool: { msPerSignature: toolMs, perSecond: toolPerSecond },
       endToEnd: { connections, ...max },
       halfLoad: { targetPerSecond: max.perSecond / 2, ...half },
-      ratios: { endToEndOverRaw: max.perSecond / raw.perSecond, endToEndOverPkcs11Tool: max.perSecond / toolPerSecond },
+      identityAndPolicy: { perSecondOneCore: identityPerSecond, microsecondsEach: 1e6 / identityPerSecond },
+      ratios: {
+        endToEndOverRaw: max.perSecond / raw.perSecond,
+        endToEndOverPkcs11Tool: max.perSecond / toolPerSecond,
+        // CPU the identity step takes at the measured end-to-end rate, as a share of the whole machine.
+        identityShareOfMachine: max.perSecond / identityPerSecond / (await import('node:os')).cpus().length,
+      },
     };
     if (values.json === true) {
       process.stdout.write(`${JSON.stringify(results, null, 2)}\n`);
@@ -140,6 +183,8 @@ async function main(): Promise<void> {
           `end-to-end / raw PKCS#11                 ${(results.ratios.endToEndOverRaw * 100).toFixed(1)}%   (target ≥ 40%)`,
           `p99 at half load                         ${half.p99Ms.toFixed(2)} ms (target < 10 ms)`,
           `end-to-end / pkcs11-tool                 ${results.ratios.endToEndOverPkcs11Tool.toFixed(0)}x   (target ≥ 50x)`,
+          `identity + policy (RS256), one core      ${identityPerSecond.toFixed(0)}/s = ${(1e6 / identityPerSecond).toFixed(0)} µs each`,
+          `  share of the machine at the e2e rate    ${(results.ratios.identityShareOfMachine * 100).toFixed(1)}%   (target ≤ 25% of throughput)`,
           '',
         ].join('\n'),
       );

@@ -16,11 +16,13 @@ import { openPkcs11Hsm } from '../signer/pkcs11-hsm.js';
 import { createSoftHsmToken } from '../softhsm/token.js';
 import { openStore } from '../store/open-store.js';
 import { createCertificateAuthority, issueLeafCertificate, toPem } from '../tls/dev-pki.js';
+import { createDevIssuer, DEV_AUDIENCE, DEV_ISSUER, DEV_REPOSITORY } from './dev-issuer.js';
 import { CliError } from './errors.js';
 
 export const DEV_TOKEN_LABEL = 'signet-dev';
 export const DEV_PROJECT = 'example';
 export const DEV_KEY_NAME = 'demo-release';
+export const DEV_ISSUER_NAME = 'dev';
 
 export interface InitOptions {
   readonly dir: string;
@@ -45,7 +47,7 @@ export interface InitResult {
 }
 
 /** What init writes; `--force` removes exactly these and nothing else in the directory. */
-const OWNED = ['signet.yaml', 'policy.yaml', 'signet.db', 'signet.db-wal', 'signet.db-shm', 'hsm', 'secrets', 'tls', 'signet-init.json'];
+const OWNED = ['signet.yaml', 'policy.yaml', 'signet.db', 'signet.db-wal', 'signet.db-shm', 'hsm', 'secrets', 'tls', 'oidc', 'signet-init.json'];
 
 export async function runInit(options: InitOptions): Promise<InitResult> {
   const dir = resolve(options.dir);
@@ -56,7 +58,7 @@ export async function runInit(options: InitOptions): Promise<InitResult> {
   for (const name of present) rmSync(join(dir, name), { recursive: true, force: true });
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   if (readdirSync(dir).length === 0) chmodSync(dir, 0o700);
-  for (const sub of ['hsm', 'secrets', 'tls']) mkdirSync(join(dir, sub), { mode: 0o700 });
+  for (const sub of ['hsm', 'secrets', 'tls', 'oidc']) mkdirSync(join(dir, sub), { mode: 0o700 });
 
   const path = (...parts: string[]): string => join(dir, ...parts);
   const writeSecret = (file: string, content: string): void => {
@@ -91,9 +93,13 @@ export async function runInit(options: InitOptions): Promise<InitResult> {
   writeSecret(path('tls', 'client-key.pem'), clientPem.privateKeyPem);
   const clientFingerprint = createHash('sha256').update(Buffer.from(client.certificate.rawData)).digest('hex');
 
+  // The development OIDC issuer: its key signs `signet dev-token` tokens; the config
+  // trusts its public JWKS as a static file (air-gapped style, no network).
+  await createDevIssuer({ privateJwkFile: path('oidc', 'dev-issuer-key.json'), jwksFile: path('oidc', 'dev-issuer-jwks.json') });
+
   // The release key, generated inside the token, recorded in storage as active.
   process.env.SOFTHSM2_CONF = token.confPath;
-  const hsm = await openPkcs11Hsm({ modulePath: token.modulePath, tokenLabel: DEV_TOKEN_LABEL, pin, poolSize: 1 });
+  const hsm = await openPkcs11Hsm({ modulePath: token.modulePath, tokenLabel: DEV_TOKEN_LABEL, pin, poolSize: 1, signWorkers: 1 });
   let keyId: string;
   try {
     const store = await openStore({ driver: 'sqlite', sqlite: { path: path('signet.db') } });
@@ -115,6 +121,13 @@ export async function runInit(options: InitOptions): Promise<InitResult> {
         digestAlgorithms: ['sha256', 'sha384', 'sha512'],
         formats: ['raw', 'dsse', 'sigstore-bundle', 'pgp', 'cms'],
         clients: [{ fingerprint: clientFingerprint, description: 'dev CI client (tls/client.pem)' }],
+        identities: [
+          {
+            issuer: DEV_ISSUER_NAME,
+            description: 'pushes to main and v* tags of example/demo',
+            claims: { repository: DEV_REPOSITORY, ref: { glob: ['refs/heads/main', 'refs/tags/v*'] } },
+          },
+        ],
       },
     },
   };
@@ -131,10 +144,15 @@ export async function runInit(options: InitOptions): Promise<InitResult> {
       tokenLabel: DEV_TOKEN_LABEL,
       pin: { file: 'secrets/hsm-pin' },
       softhsm2Conf: 'hsm/softhsm2.conf',
-      sessions: 4,
+      sessions: 2,
+      signWorkers: 2,
     },
     storage: { driver: 'sqlite', sqlite: { path: 'signet.db' } },
     policy: { file: 'policy.yaml' },
+    oidc: {
+      audience: DEV_AUDIENCE,
+      issuers: [{ name: DEV_ISSUER_NAME, issuer: DEV_ISSUER, preset: 'github-actions', jwks: { file: 'oidc/dev-issuer-jwks.json' } }],
+    },
     logging: { level: 'info' },
   };
   writeFileSync(

@@ -31,6 +31,7 @@ export async function runKeysCreate(configPath: string, name: string, algorithm:
     ...(config.hsm.tokenSerial === undefined ? {} : { tokenSerial: config.hsm.tokenSerial }),
     pin: readSecret(config.hsm.pin, 'hsm.pin'),
     poolSize: 1,
+    signWorkers: 1,
   });
   try {
     const store = await openStore(config.storage);

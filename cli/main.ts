@@ -4,8 +4,10 @@
  * arguments (node:util parseArgs, strict: unknown flags are errors) and turns errors
  * into one line on stderr with a stable code and a non-zero exit status.
  */
+import { join } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { isSignetError } from '../errors/signet-error.js';
+import { DEV_AUDIENCE, mintDevToken } from './dev-issuer.js';
 import { CliError } from './errors.js';
 import { runInit } from './init.js';
 import { runKeysCreate, runKeysList } from './keys.js';
@@ -19,7 +21,11 @@ const USAGE = `usage: signet <command> [options]
   serve --config F                             run the service
   sign (--file F | --payload F) [--dir D | --url U --ca F --cert F --key F --project P]
        [--key-id K] [--digest-algorithm sha256|sha384|sha512] [--format raw]
-       [--out F] [--receipt F]                 sign over mTLS; writes the signature and <out>.receipt.json
+       [--token T | --token-file F] [--dry-run]
+       [--out F] [--receipt F]                 sign over mTLS with the CI id token ($SIGNET_ID_TOKEN);
+                                               writes the signature and <out>.receipt.json
+  dev-token --dir D [--claim name=value …] [--expires-in SECONDS]
+                                               development only: an id token from the dev issuer made by init
   keys list (--dir D | --url U --ca F)         list signing keys (public endpoint)
   keys create --config F --name N [--algorithm ecdsa-p256|ecdsa-p384|ed25519|rsa-pss-3072|rsa-pss-4096]
                                                development only: generate a key version in the HSM
@@ -81,6 +87,9 @@ async function main(argv: string[]): Promise<number> {
         format: { type: 'string' },
         out: { type: 'string' },
         receipt: { type: 'string' },
+        token: { type: 'string' },
+        'token-file': { type: 'string' },
+        'dry-run': { type: 'boolean' },
         json: { type: 'boolean' },
       });
       const outcome = await runSign({
@@ -97,8 +106,36 @@ async function main(argv: string[]): Promise<number> {
         format: str(v, 'format') ?? 'raw',
         out: str(v, 'out'),
         receipt: str(v, 'receipt'),
+        token: str(v, 'token'),
+        tokenFile: str(v, 'token-file'),
+        dryRun: v['dry-run'] === true,
       });
+      if ('dryRun' in outcome) {
+        const why = outcome.reasons.map((r) => `  ${r.code}: ${r.message}`).join('\n');
+        print(v.json === true, outcome, outcome.allow ? `allowed (would sign with ${outcome.keyId ?? '?'})` : `denied\n${why}`);
+        return outcome.allow ? 0 : 1;
+      }
       print(v.json === true, outcome, `signed with ${outcome.keyId}\n  signature: ${outcome.signatureFile}\n  receipt:   ${outcome.receiptFile}`);
+      return 0;
+    }
+    case 'dev-token': {
+      const v = parseArgs({
+        args: rest,
+        options: { dir: { type: 'string' }, claim: { type: 'string', multiple: true }, 'expires-in': { type: 'string' } },
+        strict: true,
+        allowPositionals: false,
+      }).values;
+      if (v.dir === undefined) throw new CliError('USAGE', '--dir is required');
+      const claims: Record<string, string> = {};
+      for (const pair of v.claim ?? []) {
+        const at = pair.indexOf('=');
+        if (at <= 0) throw new CliError('USAGE', '--claim takes name=value');
+        claims[pair.slice(0, at)] = pair.slice(at + 1);
+      }
+      const expiresIn = Number(v['expires-in'] ?? '600');
+      if (!Number.isInteger(expiresIn)) throw new CliError('USAGE', '--expires-in is a whole number of seconds');
+      const token = await mintDevToken({ privateJwkFile: join(v.dir, 'oidc', 'dev-issuer-key.json'), audience: DEV_AUDIENCE, claims, expiresInSeconds: expiresIn });
+      process.stdout.write(`${token}\n`);
       return 0;
     }
     case 'keys': {

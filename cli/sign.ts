@@ -27,6 +27,17 @@ export interface SignOptions {
   readonly format: string;
   readonly out: string | undefined;
   readonly receipt: string | undefined;
+  /** The CI id token: `--token`, else `--token-file`, else $SIGNET_ID_TOKEN. */
+  readonly token: string | undefined;
+  readonly tokenFile: string | undefined;
+  readonly dryRun: boolean;
+}
+
+export interface DryRunOutcome {
+  readonly dryRun: true;
+  readonly allow: boolean;
+  readonly reasons: readonly { code: string; message: string }[];
+  readonly keyId?: string;
 }
 
 export interface SignOutcome {
@@ -46,7 +57,15 @@ export async function hashFile(path: string, algorithm: DigestAlgorithm): Promis
   return hash.digest();
 }
 
-export async function runSign(options: SignOptions): Promise<SignOutcome> {
+function idToken(options: SignOptions): string {
+  const token = options.token ?? (options.tokenFile === undefined ? undefined : readBytes(resolve(options.tokenFile)).toString('utf8').trim()) ?? process.env.SIGNET_ID_TOKEN;
+  if (token === undefined || token === '') {
+    throw new CliError('USAGE', 'an id token is required: --token, --token-file or $SIGNET_ID_TOKEN (in development: signet dev-token --dir D)');
+  }
+  return token;
+}
+
+export async function runSign(options: SignOptions): Promise<SignOutcome | DryRunOutcome> {
   const profile = options.dir === undefined ? undefined : readClientProfile(options.dir);
   const url = options.url ?? profile?.url;
   const ca = options.ca ?? profile?.caCert;
@@ -63,8 +82,14 @@ export async function runSign(options: SignOptions): Promise<SignOutcome> {
   const format = options.format as SignatureFormat;
   const algorithm = options.digestAlgorithm;
 
+  const token = idToken(options);
   const subject = resolve(options.file ?? options.payload ?? '');
-  const body: Record<string, unknown> = { project, format, ...(options.keyId === undefined ? {} : { keyId: options.keyId }) };
+  const body: Record<string, unknown> = {
+    project,
+    format,
+    ...(options.keyId === undefined ? {} : { keyId: options.keyId }),
+    ...(options.dryRun ? { dryRun: true } : {}),
+  };
   if (options.file !== undefined) {
     body.digest = { algorithm, value: (await hashFile(subject, algorithm)).toString('hex') };
   } else {
@@ -74,10 +99,11 @@ export async function runSign(options: SignOptions): Promise<SignOutcome> {
 
   const agent = createAgent({ caFile: ca ?? '', certFile: cert, keyFile: key });
   try {
-    const response = expectOk(await requestJson(agent, new URL('/v1/sign', url).toString(), { method: 'POST', body }), 'signing') as Record<
-      string,
-      unknown
-    >;
+    const response = expectOk(
+      await requestJson(agent, new URL('/v1/sign', url).toString(), { method: 'POST', body, headers: { authorization: `Bearer ${token}` } }),
+      'signing',
+    ) as Record<string, unknown>;
+    if (response.dryRun === true) return response as unknown as DryRunOutcome;
     const signature = response.signature;
     if (typeof signature !== 'string') throw new CliError('REQUEST_FAILED', 'the service answered without a signature');
     const signatureFile = resolve(options.out ?? `${subject}.sig`);

@@ -60,6 +60,14 @@ export function parseConfig(document: unknown, baseDir: string): Readonly<Signet
     },
     storage: { driver: 'sqlite', sqlite: { path: at(config.storage.sqlite.path) } },
     policy: { file: at(config.policy.file) },
+    oidc: {
+      ...config.oidc,
+      issuers: config.oidc.issuers.map((issuer) => ({
+        ...issuer,
+        jwks: 'file' in issuer.jwks ? { file: at(issuer.jwks.file) } : issuer.jwks,
+        ...(issuer.caFile === undefined ? {} : { caFile: at(issuer.caFile) }),
+      })),
+    },
   };
   return deepFreeze(resolved);
 }

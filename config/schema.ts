@@ -7,6 +7,7 @@
  * variable or a secret file that holds them (DESIGN.md, "Keys, policy and state").
  */
 import { z } from 'zod';
+import { oidcSchema } from '../policy/oidc/config.js';
 
 const secretSource = z
   .object({
@@ -48,7 +49,13 @@ export const configSchema = z
         pin: secretSource,
         /** SoftHSM only: its configuration file, exported as SOFTHSM2_CONF before the module loads. */
         softhsm2Conf: z.string().min(1).optional(),
-        sessions: z.number().int().min(1).max(64).default(4),
+        /** Session pool for key management, readiness and other rare operations. */
+        sessions: z.number().int().min(1).max(64).default(2),
+        /**
+         * Worker threads that sign, each with its own session: C_SignInit and C_Sign both
+         * run off the event loop. About the number of cores is right (BENCHMARKS.md).
+         */
+        signWorkers: z.number().int().min(1).max(16).default(2),
       })
       .strict(),
     storage: z
@@ -58,6 +65,8 @@ export const configSchema = z
       })
       .strict(),
     policy: z.object({ file: z.string().min(1) }).strict(),
+    /** Issuers of the CI id tokens that POST /v1/sign requires. */
+    oidc: oidcSchema,
     logging: z
       .object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
       .strict()

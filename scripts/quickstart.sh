@@ -30,9 +30,9 @@ for _ in $(seq 1 50); do
 done
 signet keys list --dir "$DIR"
 
-echo "==> signet sign --dir $DIR --file $DIR/release.tar.gz"
+echo "==> SIGNET_ID_TOKEN=\$(signet dev-token --dir $DIR) signet sign --dir $DIR --file $DIR/release.tar.gz"
 head -c 1048576 /dev/urandom >"$DIR/release.tar.gz"
-signet sign --dir "$DIR" --file "$DIR/release.tar.gz" --out "$DIR/release.tar.gz.sig"
+SIGNET_ID_TOKEN="$(signet dev-token --dir "$DIR")" signet sign --dir "$DIR" --file "$DIR/release.tar.gz" --out "$DIR/release.tar.gz.sig"
 
 echo "==> openssl verifies the signature with the published public key"
 node -e '

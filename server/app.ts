@@ -14,7 +14,7 @@ import { resolveKey } from '../keyrotation/signing-keys.js';
 import type { Hsm } from '../signer/types.js';
 import type { KeyVersionRecord, SignetStore } from '../store/store.js';
 import { SignError } from '../service/errors.js';
-import { signRequest } from '../service/sign-request.js';
+import { signRequest, type SignRequestDependencies } from '../service/sign-request.js';
 import { requireClientCertificate, type ClientCertificateVariables } from './client-certificate.js';
 import { HttpError, mapError } from './http-errors.js';
 import { BODY_TOO_LARGE } from './https-listener.js';
@@ -28,9 +28,10 @@ import {
   ReadinessSchema,
   SignRequestSchema,
   SignResponseSchema,
+  DryRunResponseSchema,
 } from './schemas.js';
 
-export interface AppDependencies {
+export interface AppDependencies extends SignRequestDependencies {
   readonly hsm: Hsm;
   readonly store: SignetStore;
   readonly currentPolicy: () => LoadedPolicy;
@@ -66,10 +67,12 @@ const signRoute = createRoute({
   method: 'post',
   path: '/v1/sign',
   summary: 'Sign a release-manifest digest with an HSM key',
-  description: 'Requires a client certificate chaining to the CI client CA with the clientAuth EKU, allowed by the project policy.',
+  description:
+    'Requires a client certificate chaining to the CI client CA with the clientAuth EKU and `Authorization: Bearer <OIDC id token>`; the project policy must allow both. A token serves one request; an identical retry gets the first answer back.',
+  security: [{ bearer: [] }],
   request: { body: { content: { 'application/json': { schema: SignRequestSchema } }, required: true } },
   responses: {
-    200: { description: 'Signed', content: { 'application/json': { schema: SignResponseSchema } } },
+    200: { description: 'Signed (or, for a dry run, the decision)', content: { 'application/json': { schema: SignResponseSchema.or(DryRunResponseSchema) } } },
     ...errorResponses,
   },
 });
@@ -168,29 +171,26 @@ export function createApp(deps: AppDependencies): OpenAPIHono<AppEnv> {
   app.openapi(signRoute, async (c) => {
     if (deps.isStopping()) throw new SignError('SERVICE_STOPPING', 'shutting down');
     const body = c.req.valid('json');
-    const result = await signRequest(deps, c.get('clientCertificate'), {
-      project: body.project,
-      keyId: body.keyId,
-      format: body.format,
-      digest:
-        body.digest?.value === undefined ? undefined : { algorithm: body.digest.algorithm, value: Buffer.from(body.digest.value, 'hex') },
-      payload: body.payload === undefined ? undefined : Buffer.from(body.payload, 'base64'),
-      payloadDigestAlgorithm: body.digest?.algorithm,
-    });
-    c.set('signature', { project: body.project, keyId: result.keyId, format: result.format, digestAlgorithm: result.digest.algorithm });
-    return c.json(
+    const answer = await signRequest(
+      deps,
+      { client: c.get('clientCertificate'), bearerToken: bearerToken(c.req.header('authorization')) },
       {
-        keyId: result.keyId,
-        keyName: result.keyName,
-        algorithm: result.algorithm,
-        format: result.format,
-        signature: result.signature.toString('base64'),
-        digest: { algorithm: result.digest.algorithm, value: result.digest.value.toString('hex') },
-        policy: { sha256: result.policySha256 },
-        requestId: c.get('requestId'),
+        project: body.project,
+        keyId: body.keyId,
+        format: body.format,
+        digest:
+          body.digest?.value === undefined ? undefined : { algorithm: body.digest.algorithm, value: Buffer.from(body.digest.value, 'hex') },
+        payload: body.payload === undefined ? undefined : Buffer.from(body.payload, 'base64'),
+        payloadDigestAlgorithm: body.digest?.algorithm,
+        dryRun: body.dryRun,
       },
-      200,
     );
+    if ('dryRun' in answer) {
+      const { keyId, ...decision } = answer;
+      return c.json({ ...decision, reasons: [...answer.reasons], ...(keyId === undefined ? {} : { keyId }), requestId: c.get('requestId') }, 200);
+    }
+    c.set('signature', { project: body.project, keyId: answer.keyId, format: answer.format, digestAlgorithm: answer.digest.algorithm });
+    return c.json({ ...answer, requestId: c.get('requestId') }, 200);
   });
 
   app.openapi(listKeysRoute, async (c) => {
@@ -213,6 +213,7 @@ export function createApp(deps: AppDependencies): OpenAPIHono<AppEnv> {
     return c.json({ status: ready ? ('ready' as const) : ('not-ready' as const), checks }, ready ? 200 : 503);
   });
 
+  app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' });
   app.doc31('/openapi.json', {
     openapi: '3.1.0',
     info: { title: 'Signet', version: '1', description: 'Release-signing service: HSM keys, mTLS + policy, JSON errors {"error":{"code","message"}}.' },
@@ -224,12 +225,23 @@ export function createApp(deps: AppDependencies): OpenAPIHono<AppEnv> {
   app.onError((error, c) => {
     const mapped = mapError(error, c.get('requestId'));
     const log = { requestId: c.get('requestId'), code: mapped.body.error.code, status: mapped.status };
+    if (mapped.status === 401 && mapped.body.error.code.startsWith('TOKEN_')) c.header('WWW-Authenticate', 'Bearer');
     if (mapped.serverFault) deps.logger.error({ ...log, err: error }, 'request failed');
     else deps.logger.info({ ...log, authFailure: c.get('authFailure') }, 'request refused');
     return c.json(mapped.body, mapped.status);
   });
 
   return app;
+}
+
+/**
+ * The token from `Authorization: Bearer <token>` (RFC 6750 §2.1), or undefined. Any
+ * other scheme counts as no token.
+ */
+function bearerToken(header: string | undefined): string | undefined {
+  if (header === undefined) return undefined;
+  const match = /^Bearer +([^ ]+) *$/i.exec(header);
+  return match?.[1];
 }
 
 function publicKeyView(key: KeyVersionRecord) {

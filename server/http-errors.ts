@@ -10,6 +10,7 @@
 import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { isSignetError, SignetError } from '../errors/signet-error.js';
+import { IDENTITY_ERROR_CODES } from '../policy/oidc/types.js';
 import { SignError } from '../service/errors.js';
 
 export interface ErrorBody {
@@ -31,23 +32,43 @@ const CLIENT_ERRORS: Readonly<Record<string, ContentfulStatusCode>> = {
   CLIENT_CERT_REQUIRED: 401,
   CLIENT_CERT_UNTRUSTED: 401,
   CLIENT_CERT_WRONG_USAGE: 403,
+  // Every pipeline-identity failure is a 401 with its own code (policy/oidc/types.ts).
+  ...Object.fromEntries(IDENTITY_ERROR_CODES.filter((code) => code !== 'JWKS_UNAVAILABLE').map((code) => [code, 401 as const])),
   POLICY_DENIED: 403,
   NOT_FOUND: 404,
   KEY_NOT_FOUND: 404,
   METHOD_NOT_ALLOWED: 405,
   KEY_NOT_ACTIVE: 409,
+  TOKEN_IN_USE: 409,
+  RATE_LIMITED: 429,
   BODY_TOO_LARGE: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,
 };
 
 /** Server faults: fixed messages, never the underlying detail. */
+const STOPPING = { status: 503, code: 'SERVICE_STOPPING', message: 'the service is shutting down; retry on another replica' } as const;
+const HSM_DOWN = { status: 503, code: 'HSM_UNAVAILABLE', message: 'the HSM is unavailable; nothing was signed' } as const;
+const STORE_DOWN = { status: 503, code: 'STORAGE_UNAVAILABLE', message: 'storage is unavailable; nothing was signed' } as const;
+const SIGN_FAILED = { status: 500, code: 'SIGNING_FAILED', message: 'the HSM could not sign; nothing was signed' } as const;
+
 const SERVER_ERRORS: Readonly<Record<string, { status: ContentfulStatusCode; code: string; message: string }>> = {
-  SERVICE_STOPPING: { status: 503, code: 'SERVICE_STOPPING', message: 'the service is shutting down; retry on another replica' },
-  STORE_UNAVAILABLE: { status: 503, code: 'STORAGE_UNAVAILABLE', message: 'storage is unavailable; nothing was signed' },
-  HSM_UNAVAILABLE: { status: 503, code: 'HSM_UNAVAILABLE', message: 'the HSM is unavailable; nothing was signed' },
-  HSM_SESSION_LOST: { status: 503, code: 'HSM_UNAVAILABLE', message: 'the HSM is unavailable; nothing was signed' },
-  HSM_POOL_CLOSED: { status: 503, code: 'SERVICE_STOPPING', message: 'the service is shutting down; retry on another replica' },
-  HSM_TOKEN_NOT_FOUND: { status: 503, code: 'HSM_UNAVAILABLE', message: 'the HSM is unavailable; nothing was signed' },
+  SERVICE_STOPPING: STOPPING,
+  HSM_POOL_CLOSED: STOPPING,
+  STORE_UNAVAILABLE: STORE_DOWN,
+  STORE_CORRUPT: STORE_DOWN,
+  HSM_UNAVAILABLE: HSM_DOWN,
+  JWKS_UNAVAILABLE: { status: 503, code: 'JWKS_UNAVAILABLE', message: "the token issuer's keys could not be fetched; nothing was signed" },
+  HSM_SESSION_LOST: HSM_DOWN,
+  HSM_TOKEN_NOT_FOUND: HSM_DOWN,
+  HSM_TOKEN_AMBIGUOUS: HSM_DOWN,
+  HSM_PIN_INCORRECT: HSM_DOWN,
+  HSM_PIN_LOCKED: HSM_DOWN,
+  HSM_PIN_MISSING: HSM_DOWN,
+  // A key version in storage whose pair is not in the token: checked at start, so this
+  // means the token changed underneath the service.
+  HSM_KEY_NOT_FOUND: SIGN_FAILED,
+  HSM_SIGN_FAILED: SIGN_FAILED,
+  HSM_UNSUPPORTED: SIGN_FAILED,
 };
 
 const INTERNAL = { status: 500 as ContentfulStatusCode, code: 'INTERNAL', message: 'internal error; nothing was signed' };

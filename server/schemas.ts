@@ -42,6 +42,7 @@ export const SignRequestSchema = z
       .optional()
       .openapi({ description: 'Base64 of the exact manifest bytes; hashed by the service (SHA-256 unless digest.algorithm says otherwise)' }),
     format: z.enum(SIGNATURE_FORMATS).default('raw'),
+    dryRun: z.boolean().default(false).openapi({ description: 'Answer the decision and its reasons without signing or using up the token' }),
   })
   .strict()
   .superRefine((body, ctx) => {
@@ -63,9 +64,23 @@ export const SignResponseSchema = z
     signature: z.string().openapi({ description: 'Base64: DER for ECDSA, raw for Ed25519 and RSA-PSS' }),
     digest: z.object({ algorithm: z.enum(DIGEST_ALGORITHMS), value: z.string() }),
     policy: z.object({ sha256: z.string() }),
+    identity: z.object({ issuer: z.string(), subject: z.string() }),
     requestId: z.string(),
   })
   .openapi('SignResponse');
+
+const ReasonSchema = z.object({ code: z.string(), message: z.string() });
+
+export const DryRunResponseSchema = z
+  .object({
+    dryRun: z.literal(true),
+    allow: z.boolean(),
+    reasons: z.array(ReasonSchema),
+    keyId: z.string().optional(),
+    policy: z.object({ sha256: z.string() }),
+    requestId: z.string(),
+  })
+  .openapi('DryRunResponse');
 
 export const KeySchema = z
   .object({

@@ -10,6 +10,8 @@ import { ConfigError } from '../config/errors.js';
 import type { SignetConfig } from '../config/schema.js';
 import { assertKeysPresent } from '../keyrotation/signing-keys.js';
 import { loadPolicyFile, type LoadedPolicy } from '../policy/load.js';
+import type { PipelineTokenVerifier } from '../policy/oidc/types.js';
+import { createPipelineTokenVerifier } from '../policy/oidc/verifier.js';
 import { createApp } from '../server/app.js';
 import { listenHttps } from '../server/https-listener.js';
 import { createLogger, flushLogs, type Logger } from '../server/logger.js';
@@ -51,16 +53,28 @@ export async function startService(config: Readonly<SignetConfig>, options: Star
     ...(config.hsm.tokenSerial === undefined ? {} : { tokenSerial: config.hsm.tokenSerial }),
     pin,
     poolSize: config.hsm.sessions,
+    signWorkers: config.hsm.signWorkers,
     logger,
   });
 
   const openedStore = await openStoreChecked(config, hsm);
+  let tokens: PipelineTokenVerifier;
+  try {
+    tokens = createPipelineTokenVerifier(config.oidc, { logger });
+  } catch (error) {
+    await openedStore.close();
+    await hsm.close();
+    throw error;
+  }
 
   let stopping = false;
   let inFlight = 0;
   const app = createApp({
     hsm,
     store: openedStore,
+    tokens,
+    now: () => new Date(),
+    tokenLeewaySeconds: config.oidc.leewaySeconds,
     currentPolicy: () => policy,
     logger,
     maxBodyBytes: config.server.maxBodyBytes,
@@ -96,6 +110,19 @@ export async function startService(config: Readonly<SignetConfig>, options: Star
   logger.info({ url, storage: openedStore.kind, policySha256: policy.sha256 }, 'signet listening');
   flushLogs(logger);
 
+  // Housekeeping: token uses past their token's expiry and old rate windows. Not
+  // needed for correctness (expired tokens are refused before their use is looked up).
+  const housekeeping = setInterval(() => {
+    const now = new Date();
+    const minuteAgo = new Date(now.getTime() - 120_000).toISOString().slice(0, 16);
+    Promise.all([openedStore.tokenUses.purgeExpired(now.toISOString()), openedStore.counters.purgeWindowsBefore(minuteAgo)]).catch(
+      (error: unknown) => {
+        logger.warn({ err: error }, 'housekeeping failed');
+      },
+    );
+  }, 60_000);
+  housekeeping.unref();
+
   let stopped: Promise<void> | undefined;
   const openListener = listener;
   return {
@@ -111,6 +138,7 @@ export async function startService(config: Readonly<SignetConfig>, options: Star
     stop: () => {
       stopped ??= (async () => {
         stopping = true;
+        clearInterval(housekeeping);
         logger.info({ inFlight }, 'shutting down: no new requests');
         await openListener.close(config.server.shutdownGraceMs);
         await hsm.close();

@@ -3,14 +3,20 @@
  * export, with every private key kept inside the token.
  *
  * Layers: pkcs11-module.ts (load/initialise once, find the slot, login bookkeeping) →
- * session-pool.ts (sessions, recovery, retry) → this file (mechanisms, key lookup,
- * encodings). pkcs11js errors are translated into `HsmError` before leaving it.
+ * session-pool.ts (sessions, recovery, retry) and sign-workers.ts + sign-worker.mjs
+ * (signing on worker threads, each with a session of its own) → this file (mechanisms,
+ * key lookup, encodings). pkcs11js errors are translated into `HsmError` before leaving it.
+ *
+ * Signing runs on worker threads because C_SignInit is synchronous and costly (SoftHSM
+ * decrypts the key object there): on the event loop it starved the HTTP service. Input
+ * checks, the choice of mechanism and the output encoding stay here, on the caller's
+ * thread; everything else (key generation, attribute reads, ping) uses the session pool.
  *
  * Output encodings (types.ts): ECDSA as DER ECDSA-Sig-Value (RFC 5480 §2.2.3 / X9.62),
  * Ed25519 as the raw 64 bytes (RFC 8032 §5.1.6), RSA-PSS as the modulus-sized block
  * (RFC 8017 §8.1) with MGF1 over the same hash and a salt as long as the hash.
  */
-import { createHash, createPublicKey, type JsonWebKey } from 'node:crypto';
+import { createPublicKey, type JsonWebKey } from 'node:crypto';
 import { endianness } from 'node:os';
 import { ECDSASigValue } from '@peculiar/asn1-ecc';
 import { AsnConvert, OctetString } from '@peculiar/asn1-schema';
@@ -36,6 +42,7 @@ import {
   type TokenLocation,
 } from './pkcs11-module.js';
 import { SessionPool, type HsmLogger, type PoolSession } from './session-pool.js';
+import { SignWorkers, type KeyDescriptor, type SignFailure } from './sign-workers.js';
 import type {
   DigestInput,
   GeneratedKeyPair,
@@ -60,6 +67,12 @@ export interface OpenPkcs11HsmOptions {
   readonly acquireTimeoutMs?: number;
   /** How many operations may wait for a session (default 10 000). */
   readonly maxWaiting?: number;
+  /**
+   * Worker threads that sign, each with a session of its own, 1–16 (default 2: one per
+   * core of the target machine). Signing jobs wait for a free worker with the same
+   * `acquireTimeoutMs` and `maxWaiting` limits as operations waiting for a session.
+   */
+  readonly signWorkers?: number;
   readonly logger?: HsmLogger;
 }
 
@@ -67,6 +80,8 @@ const DEFAULT_POOL_SIZE = 4;
 const MAX_POOL_SIZE = 64;
 const DEFAULT_ACQUIRE_TIMEOUT_MS = 30_000;
 const DEFAULT_MAX_WAITING = 10_000;
+const DEFAULT_SIGN_WORKERS = 2;
+const MAX_SIGN_WORKERS = 16;
 
 /** CK_TOKEN_INFO flags (v2.40 §3.2) not exported by pkcs11js. */
 const CKF_USER_PIN_FINAL_TRY = 0x0002_0000;
@@ -79,19 +94,28 @@ const CKF_TOKEN_INITIALIZED = 0x0000_0400;
  * HSM_TOKEN_NOT_FOUND / HSM_TOKEN_AMBIGUOUS, HSM_PIN_LOCKED or HSM_PIN_INCORRECT.
  * Bad option types or ranges are programming errors and throw TypeError.
  */
-export function openPkcs11Hsm(options: OpenPkcs11HsmOptions): Promise<Hsm> {
-  // Opening is synchronous PKCS#11 work; the executor turns any throw into a rejection.
-  return new Promise<Hsm>((resolve) => {
-    resolve(openSync(options));
-  });
+export async function openPkcs11Hsm(options: OpenPkcs11HsmOptions): Promise<Hsm> {
+  // Opening the pool is synchronous PKCS#11 work; an async function turns a throw into a rejection.
+  const { hsm, signers } = openSync(options);
+  try {
+    await signers.ready;
+  } catch (error) {
+    await hsm.close();
+    throw error;
+  }
+  return hsm;
 }
 
-function openSync(options: OpenPkcs11HsmOptions): Hsm {
+function openSync(options: OpenPkcs11HsmOptions): { hsm: Hsm; signers: SignWorkers } {
   const poolSize = options.poolSize ?? DEFAULT_POOL_SIZE;
   const acquireTimeoutMs = options.acquireTimeoutMs ?? DEFAULT_ACQUIRE_TIMEOUT_MS;
   const maxWaiting = options.maxWaiting ?? DEFAULT_MAX_WAITING;
+  const signWorkers = options.signWorkers ?? DEFAULT_SIGN_WORKERS;
   if (!Number.isInteger(poolSize) || poolSize < 1 || poolSize > MAX_POOL_SIZE) {
     throw new TypeError(`poolSize must be an integer from 1 to ${MAX_POOL_SIZE}`);
+  }
+  if (!Number.isInteger(signWorkers) || signWorkers < 1 || signWorkers > MAX_SIGN_WORKERS) {
+    throw new TypeError(`signWorkers must be an integer from 1 to ${MAX_SIGN_WORKERS}`);
   }
   if (!Number.isInteger(acquireTimeoutMs) || acquireTimeoutMs < 1) {
     throw new TypeError('acquireTimeoutMs must be a positive integer');
@@ -132,10 +156,25 @@ function openSync(options: OpenPkcs11HsmOptions): Hsm {
     loginLease.release();
     throw error;
   }
-  options.logger?.info({ tokenLabel: location.label, serial: location.serial, sessions: poolSize }, 'HSM token opened');
-  const hsm = new Pkcs11Hsm(module, location, pool);
-  internals.set(hsm, { module, location, pool });
-  return hsm;
+  // Started after the pool has logged in: the workers find the application logged in.
+  const signers = new SignWorkers({
+    module,
+    modulePath: module.libPath,
+    tokenLabel: location.label,
+    tokenSerial: location.serial,
+    pin: options.pin,
+    count: signWorkers,
+    acquireTimeoutMs,
+    maxWaiting,
+    logger: options.logger,
+  });
+  options.logger?.info(
+    { tokenLabel: location.label, serial: location.serial, sessions: poolSize, signWorkers },
+    'HSM token opened',
+  );
+  const hsm = new Pkcs11Hsm(module, location, pool, signers);
+  internals.set(hsm, { module, location, pool, signers });
+  return { hsm, signers };
 }
 
 interface ResolvedKeyRef {
@@ -155,6 +194,8 @@ interface CachedObject {
 
 const HEX_KEY_ID = /^(?:[0-9a-f]{2}){1,64}$/;
 
+const MAX_CACHED_DESCRIPTORS = 1024;
+
 /**
  * The `Hsm` implementation. Built by `openPkcs11Hsm` only; object handles it caches are
  * tagged with the pool generation they were found in and never used across generations.
@@ -163,19 +204,24 @@ class Pkcs11Hsm implements Hsm {
   readonly #module: Pkcs11;
   readonly #location: TokenLocation;
   readonly #pool: SessionPool;
+  readonly #signers: SignWorkers;
   readonly #privateKeys = new Map<string, CachedObject>();
   readonly #publicKeys = new Map<string, CachedObject>();
+  /** What the workers need to find and check each key, built once per (id, algorithm). */
+  readonly #descriptors = new Map<string, KeyDescriptor>();
+  #closing: Promise<void> | undefined;
 
-  constructor(module: Pkcs11, location: TokenLocation, pool: SessionPool) {
+  constructor(module: Pkcs11, location: TokenLocation, pool: SessionPool, signers: SignWorkers) {
     this.#module = module;
     this.#location = location;
     this.#pool = pool;
+    this.#signers = signers;
   }
 
   async signDigest(key: HsmKeyRef, digest: DigestInput): Promise<Buffer> {
     const ref = resolveKeyRef(key);
     const hash = checkDigest(digest);
-    return this.#sign(ref, hash, digest.value);
+    return this.#sign(ref, hash, digest.value, null);
   }
 
   async signMessage(key: HsmKeyRef, message: Buffer, hash: DigestAlgorithm = 'sha256'): Promise<Buffer> {
@@ -183,10 +229,10 @@ class Pkcs11Hsm implements Hsm {
     if (!isDigestAlgorithm(hash)) throw new HsmError('HSM_INVALID_INPUT', 'unknown hash algorithm');
     if (!Buffer.isBuffer(message)) throw new HsmError('HSM_INVALID_INPUT', 'the message must be a Buffer');
     // PureEdDSA signs the message itself (RFC 8032 §5.1.6); ECDSA and RSA-PSS sign its
-    // digest (SoftHSM has no CKM_ECDSA_SHA256, and hashing here keeps large messages
-    // off the token).
-    const data = ref.spec.kind === 'eddsa' ? message : createHash(hash).update(message).digest();
-    return this.#sign(ref, hash, data);
+    // digest (SoftHSM has no CKM_ECDSA_SHA256, and hashing before the token keeps large
+    // messages off it). The worker hashes: a large message costs this thread two copies
+    // (ours, and the one posted to the worker), not a hash.
+    return this.#sign(ref, hash, message, ref.spec.kind === 'eddsa' ? null : hash);
   }
 
   async generateKeyPair(algorithm: KeyAlgorithm, label: string): Promise<GeneratedKeyPair> {
@@ -195,6 +241,7 @@ class Pkcs11Hsm implements Hsm {
     }
     assertValidKeyLabel(label);
     const spec = keySpec(algorithm);
+    this.#assertOpen();
     try {
       return await this.#pool.run('generating a key pair', async (session) => {
         // A fresh CKA_ID per attempt: if a first attempt created objects before its
@@ -286,35 +333,88 @@ class Pkcs11Hsm implements Hsm {
     });
   }
 
-  async close(): Promise<void> {
-    await this.#pool.close();
-    this.#privateKeys.clear();
-    this.#publicKeys.clear();
+  /**
+   * Waits for signatures in flight or queued, stops the signing workers (they close
+   * their sessions), then closes the pool, which logs out: in that order, so that no
+   * worker finds itself logged out and logs in again.
+   */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      try {
+        await this.#signers.close();
+      } finally {
+        await this.#pool.close();
+        this.#privateKeys.clear();
+        this.#publicKeys.clear();
+        this.#descriptors.clear();
+      }
+    })();
+    return this.#closing;
   }
 
-  async #sign(ref: ResolvedKeyRef, hash: DigestAlgorithm, data: Buffer): Promise<Buffer> {
-    const mechanism = signMechanism(ref.spec, hash);
-    // Our own copy: the token reads it from a worker thread while the caller's code
-    // keeps running and could modify or release its buffer.
-    const input = Buffer.from(data);
+  async #sign(ref: ResolvedKeyRef, hash: DigestAlgorithm, data: Buffer, prehash: DigestAlgorithm | null): Promise<Buffer> {
+    const what = `signing with key ${ref.hsmKeyId}`;
+    const key = this.#descriptor(ref);
+    let raw: Buffer;
     try {
-      return await this.#pool.run(`signing with key ${ref.hsmKeyId}`, async (session) => {
-        const key = this.#privateKey(session, ref);
-        // v2.40 §5.11.1–5.11.2: C_SignInit then a single-part C_Sign.
-        this.#module.C_SignInit(session.handle, mechanism, key.handle);
-        const raw = await signOffEventLoop(this.#module, session.handle, input, Buffer.alloc(key.signatureLength));
-        if (ref.spec.kind === 'ecdsa') return ecdsaSignatureToDer(raw, ref.spec.fieldBytes);
-        if (raw.length !== key.signatureLength) {
-          throw new HsmError('HSM_SIGN_FAILED', 'the token returned a signature of unexpected length');
-        }
-        return Buffer.from(raw);
+      const outcome = await this.#signers.run({
+        key,
+        mechanism: signMechanism(ref.spec, hash),
+        prehash,
+        // Our own copy, of exactly the input's bytes (a Buffer may be a view into a
+        // shared 8 KiB pool, which posting would copy whole): the caller may modify its
+        // buffer while the job waits, and the copy is posted again if a worker dies.
+        data: new Uint8Array(data),
       });
+      if (!outcome.ok) throw signFailure(outcome, ref, what);
+      raw = outcome.signature;
+      if (ref.spec.kind === 'ecdsa') return ecdsaSignatureToDer(raw, ref.spec.fieldBytes);
     } catch (error) {
-      throw hsmErrorFrom(error, 'HSM_SIGN_FAILED', `signing with key ${ref.hsmKeyId}`);
+      throw hsmErrorFrom(error, 'HSM_SIGN_FAILED', what);
     }
+    if (raw.length !== key.signatureLength) {
+      throw new HsmError('HSM_SIGN_FAILED', 'the token returned a signature of unexpected length');
+    }
+    return raw;
+  }
+
+  /** The worker's view of a key reference; see `KeyDescriptor`. */
+  #descriptor(ref: ResolvedKeyRef): KeyDescriptor {
+    const cacheKey = `${ref.hsmKeyId}/${ref.algorithm}`;
+    const cached = this.#descriptors.get(cacheKey);
+    if (cached !== undefined) return cached;
+    const { spec } = ref;
+    // Posting copies whole ArrayBuffers: give every byte array one of its own.
+    const descriptor: KeyDescriptor =
+      spec.kind === 'rsa-pss'
+        ? {
+            cacheKey,
+            id: new Uint8Array(ref.id),
+            keyType: spec.keyType,
+            ecParams: [],
+            modulusBits: spec.modulusBits,
+            signatureLength: spec.modulusBits / 8,
+          }
+        : {
+            cacheKey,
+            id: new Uint8Array(ref.id),
+            keyType: spec.keyType,
+            ecParams: spec.acceptedEcParams.map((params) => new Uint8Array(params)),
+            modulusBits: 0,
+            signatureLength: 2 * spec.fieldBytes,
+          };
+    // Bounded: callers name a handful of keys, but an id is caller input.
+    if (this.#descriptors.size >= MAX_CACHED_DESCRIPTORS) this.#descriptors.clear();
+    this.#descriptors.set(cacheKey, descriptor);
+    return descriptor;
+  }
+
+  #assertOpen(): void {
+    if (this.#closing !== undefined) throw new HsmError('HSM_POOL_CLOSED', 'the HSM adapter is closed');
   }
 
   async #withSession<T>(what: string, fallback: HsmErrorCode, body: (session: PoolSession) => T): Promise<T> {
+    this.#assertOpen();
     try {
       return await this.#pool.run(what, (session) => Promise.resolve(body(session)));
     } catch (error) {
@@ -423,6 +523,35 @@ class Pkcs11Hsm implements Hsm {
 }
 
 
+/**
+ * The error for a job a signing worker could not complete. Worded here, with the key id
+ * the caller gave; a worker reports a kind and a CK_RV name only.
+ */
+function signFailure(outcome: SignFailure, ref: ResolvedKeyRef, what: string): HsmError {
+  const { ckr } = outcome;
+  switch (outcome.failure) {
+    case 'key-not-found':
+      return new HsmError('HSM_KEY_NOT_FOUND', `no ${ref.algorithm} key pair with id ${ref.hsmKeyId} in the token`);
+    case 'key-ambiguous':
+      return new HsmError(
+        'HSM_KEY_NOT_FOUND',
+        `several private key objects carry id ${ref.hsmKeyId}; refusing to choose one`,
+      );
+    case 'key-mismatch':
+      return new HsmError('HSM_KEY_NOT_FOUND', `key ${ref.hsmKeyId} in the token is not an ${ref.algorithm} key`);
+    case 'malformed-attribute':
+      return new HsmError('HSM_UNSUPPORTED', 'the token returned a malformed CK_ULONG attribute');
+    case 'session-lost':
+      return new HsmError('HSM_SESSION_LOST', `${what} failed: the HSM session was lost twice (${ckr ?? 'unknown'})`, {
+        ckr: ckr ?? undefined,
+      });
+    case 'ckr':
+    case 'internal':
+      // A CK_RV name alone, as the message pkcs11js would have raised, for the usual mapping.
+      return hsmErrorFrom(ckr === null ? new Error('signing worker error') : new Error(ckr), 'HSM_SIGN_FAILED', what);
+  }
+}
+
 /** Validates a caller's key reference; the id is the hex of CKA_ID (types.ts). */
 function resolveKeyRef(key: HsmKeyRef): ResolvedKeyRef {
   const { hsmKeyId, algorithm } = key as Partial<HsmKeyRef>;
@@ -477,23 +606,6 @@ function signMechanism(spec: KeySpec, hash: DigestAlgorithm): Pkcs11Js.Mechanism
       return { mechanism: pkcs11js.CKM_RSA_PKCS_PSS, parameter };
     }
   }
-}
-
-/**
- * C_Sign on the libuv thread pool, so a slow token (RSA-4096, a network HSM) does not
- * stall the event loop. pkcs11js hands the native worker raw pointers into `input` and
- * `output` without keeping the Buffers alive; the callback closure below references both,
- * which keeps them reachable until the worker has finished with them.
- */
-function signOffEventLoop(module: Pkcs11, session: Pkcs11Handle, input: Buffer, output: Buffer): Promise<Buffer> {
-  return new Promise<Buffer>((resolve, reject) => {
-    const pinned: Buffer[] = [input, output];
-    module.C_Sign(session, input, output, (error: Error | null, signature: Buffer) => {
-      pinned.length = 0;
-      if (error) reject(error);
-      else resolve(signature);
-    });
-  });
 }
 
 /**
@@ -640,6 +752,7 @@ interface Internals {
   readonly module: Pkcs11;
   readonly location: TokenLocation;
   readonly pool: SessionPool;
+  readonly signers: SignWorkers;
 }
 
 const internals = new WeakMap<Hsm, Internals>();
@@ -654,6 +767,20 @@ export interface HsmInternalsForTesting {
   /** Current pool generation (starts at 0, +1 per recovery). */
   generation(): number;
   recoveries(): number;
+  /** Handles of the sessions the signing workers hold now (one per live worker that has one). */
+  signerSessionHandles(): Pkcs11Handle[];
+  /** Sessions the signing workers dropped after a loss (each worker recovers on its own). */
+  signerRecoveries(): number;
+  /** Signing workers started since open, replacements included. */
+  signerWorkersStarted(): number;
+  /** Signing workers ready for jobs now. */
+  signerWorkersReady(): number;
+  /** Jobs completed by the worker now in each slot. */
+  signerJobsCompleted(): number[];
+  /** Terminates the signing worker in slot `index`, as a crash would; resolves once it has exited. */
+  killSignerWorker(index: number): Promise<void>;
+  /** Makes the next `count` C_SignInit calls of every signing worker go to a dead session handle. */
+  injectSignerFault(count: number): void;
 }
 
 /**
@@ -664,12 +791,21 @@ export interface HsmInternalsForTesting {
 export function hsmInternalsForTesting(hsm: Hsm): HsmInternalsForTesting {
   const found = internals.get(hsm);
   if (found === undefined) throw new TypeError('not an Hsm opened by openPkcs11Hsm');
-  const { module, location, pool } = found;
+  const { module, location, pool, signers } = found;
   return {
     pkcs11: module,
     slot: location.slot,
     sessionHandles: () => pool.sessionHandlesForTesting(),
     generation: () => pool.generation,
     recoveries: () => pool.recoveries,
+    signerSessionHandles: () => signers.sessionHandlesForTesting(),
+    signerRecoveries: () => signers.recoveries,
+    signerWorkersStarted: () => signers.started,
+    signerWorkersReady: () => signers.readyCount,
+    signerJobsCompleted: () => signers.completedForTesting(),
+    killSignerWorker: (index) => signers.killForTesting(index),
+    injectSignerFault: (count) => {
+      signers.injectFaultForTesting(count);
+    },
   };
 }

@@ -94,6 +94,69 @@ CREATE TABLE health_probe (
 );
 `,
   }),
+  Object.freeze({
+    version: 2,
+    name: 'token uses and counters',
+    // token_uses: one row per OIDC token (issuer, jti); the primary key is what makes a
+    // second claim of a token fail, in every process sharing the database. The answer
+    // is stored exactly when the use is done, so a retry can never be handed an empty
+    // answer for a finished request. expires_at is indexed for the periodic purge.
+    //
+    // counters: one row per counter and window; the CHECK keeps a count from going
+    // negative whatever writes it. `window` is a reserved word in PostgreSQL, so it is
+    // quoted in both dialects (and in every statement that names it).
+    sqlite: `
+CREATE TABLE token_uses (
+  issuer       TEXT NOT NULL,
+  token_id     TEXT NOT NULL,
+  request_hash TEXT NOT NULL,
+  state        TEXT NOT NULL,
+  response     TEXT,
+  created_at   TEXT NOT NULL,
+  expires_at   TEXT NOT NULL,
+  PRIMARY KEY (issuer, token_id),
+  CONSTRAINT token_uses_state CHECK (state IN ('pending', 'done')),
+  CONSTRAINT token_uses_response_when_done
+    CHECK ((state = 'pending' AND response IS NULL) OR (state = 'done' AND response IS NOT NULL))
+) STRICT;
+
+CREATE INDEX token_uses_expires_at ON token_uses (expires_at);
+
+CREATE TABLE counters (
+  counter  TEXT    NOT NULL,
+  "window" TEXT    NOT NULL,
+  count    INTEGER NOT NULL CHECK (count >= 0),
+  PRIMARY KEY (counter, "window")
+) STRICT;
+`,
+    // BIGINT: SQLite's INTEGER is 64-bit, PostgreSQL's only 32-bit. COLLATE "C" on the
+    // columns compared with < (purges): text order must be byte order, as in SQLite,
+    // whatever collation the database was created with.
+    postgres: `
+CREATE TABLE token_uses (
+  issuer       TEXT NOT NULL,
+  token_id     TEXT NOT NULL,
+  request_hash TEXT NOT NULL,
+  state        TEXT NOT NULL,
+  response     TEXT,
+  created_at   TEXT COLLATE "C" NOT NULL,
+  expires_at   TEXT COLLATE "C" NOT NULL,
+  PRIMARY KEY (issuer, token_id),
+  CONSTRAINT token_uses_state CHECK (state IN ('pending', 'done')),
+  CONSTRAINT token_uses_response_when_done
+    CHECK ((state = 'pending' AND response IS NULL) OR (state = 'done' AND response IS NOT NULL))
+);
+
+CREATE INDEX token_uses_expires_at ON token_uses (expires_at);
+
+CREATE TABLE counters (
+  counter  TEXT             NOT NULL,
+  "window" TEXT COLLATE "C" NOT NULL,
+  count    BIGINT           NOT NULL CHECK (count >= 0),
+  PRIMARY KEY (counter, "window")
+);
+`,
+  }),
 ]);
 
 /** The schema version this code produces: the last migration's. */

@@ -39,8 +39,77 @@ export interface KeyRepository {
   updateState(keyId: string, state: KeyState, at: string): Promise<void>;
 }
 
+/**
+ * Single use of OIDC tokens (DESIGN.md, signing path step 2): a token's `jti` serves one
+ * request, and an identical retry of that request gets the original answer back. The
+ * row lives until the token has expired (plus leeway), then may be purged.
+ */
+export interface TokenUseRecord {
+  readonly issuer: string;
+  readonly tokenId: string;
+  /** Hex SHA-256 of the canonical request the token was first used for. */
+  readonly requestHash: string;
+  /** `pending` while the first request is being served; `done` once its answer is stored. */
+  readonly state: 'pending' | 'done';
+  /** The answer (JSON text) once `done`. */
+  readonly response: string | null;
+  readonly createdAt: string;
+  readonly expiresAt: string;
+}
+
+export type TokenClaimOutcome =
+  /** This call recorded the first use: the caller serves the request. */
+  | { readonly kind: 'claimed' }
+  /** The token was used before (or is being used now); `record` says for what. */
+  | { readonly kind: 'used'; readonly record: TokenUseRecord };
+
+export interface TokenUseRepository {
+  /**
+   * Atomically records the first use of (issuer, tokenId) for `requestHash`, or returns
+   * the existing record without changing it. Two concurrent claims of one token, in this
+   * process or another sharing the database, never both get `claimed`.
+   */
+  claim(use: { issuer: string; tokenId: string; requestHash: string; createdAt: string; expiresAt: string }): Promise<TokenClaimOutcome>;
+  /** Stores the answer of a pending use (state → done). STORE_NOT_FOUND if there is no such pending use. */
+  complete(issuer: string, tokenId: string, requestHash: string, response: string): Promise<void>;
+  /**
+   * Deletes a pending use whose request failed before anything was signed, so that
+   * the same request may be retried with the same token. Never deletes a `done` use.
+   */
+  release(issuer: string, tokenId: string, requestHash: string): Promise<void>;
+  get(issuer: string, tokenId: string): Promise<TokenUseRecord | null>;
+  /** Deletes uses whose token expired before `now`; returns how many. */
+  purgeExpired(now: string): Promise<number>;
+}
+
+/** One counter to add 1 to, if it stays within its limit. */
+export interface CounterIncrement {
+  /** e.g. `rate:project:example`, `usage:key:demo-release@1`. */
+  readonly counter: string;
+  /** The window the count belongs to: a minute (`2026-11-27T10:01`) for rates, `total` for usage limits. */
+  readonly window: string;
+  readonly limit: number;
+}
+
+export type CounterOutcome =
+  | { readonly allowed: true }
+  /** Nothing was added: these counters would have gone over their limits. */
+  | { readonly allowed: false; readonly exceeded: readonly string[] };
+
+/** Rate and usage counters, shared by every replica on one database. */
+export interface CounterRepository {
+  /** All or nothing: adds 1 to every counter only if none would exceed its limit. */
+  consume(increments: readonly CounterIncrement[]): Promise<CounterOutcome>;
+  /** Current count of one counter window (0 when absent). */
+  current(counter: string, window: string): Promise<number>;
+  /** Deletes rate windows (not `total`) older than `window` (lexical order of minute windows); returns how many. */
+  purgeWindowsBefore(window: string): Promise<number>;
+}
+
 export interface StoreTransaction {
   readonly keys: KeyRepository;
+  readonly tokenUses: TokenUseRepository;
+  readonly counters: CounterRepository;
 }
 
 export interface SignetStore extends StoreTransaction {

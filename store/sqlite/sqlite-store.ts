@@ -12,24 +12,35 @@
  * the `tx` handle may be used; touching the store itself there would wait for the
  * transaction that is waiting for it, so that is refused with a TypeError instead.
  *
- * Everything read back is validated; a row that does not describe a valid key version
- * is reported as STORE_CORRUPT rather than handed to the signing path.
+ * Other processes on the same file (a CLI next to the service) stay correct: every
+ * write that reads first takes the file's write lock before reading, so token claims
+ * and counter limits hold across processes; a process waits for another's lock up to
+ * the busy timeout. Two stores on one file in the *same* process must not keep
+ * transactions open at the same time: one waiting for the other's lock would block the
+ * event loop the other needs to finish.
+ *
+ * The repositories (sqlite-keys.ts, sqlite-token-uses.ts, sqlite-counters.ts) hold the
+ * SQL; everything they read back is validated (../validation.ts), and a row that does
+ * not describe a valid record is reported as STORE_CORRUPT rather than handed to the
+ * signing path.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { closeSync, constants as fsConstants, fchmodSync, openSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import Database from 'better-sqlite3';
-import { isKeyAlgorithm } from '../../signer/algorithms.js';
 import { StoreError, translateSqliteError } from '../errors.js';
 import { LATEST_SCHEMA_VERSION, MIGRATIONS, type Migration } from '../migrations.js';
-import {
-  KEY_STATES,
-  type KeyRepository,
-  type KeyState,
-  type KeyVersionRecord,
-  type SignetStore,
-  type StoreTransaction,
+import type {
+  CounterRepository,
+  KeyRepository,
+  SignetStore,
+  StoreTransaction,
+  TokenUseRepository,
 } from '../store.js';
+import { SqliteCounterOperations, SqliteCounterRepository } from './sqlite-counters.js';
+import { SqliteKeyOperations, SqliteKeyRepository } from './sqlite-keys.js';
+import type { Runner, SqliteAccess } from './sqlite-support.js';
+import { SqliteTokenUseOperations, SqliteTokenUseRepository } from './sqlite-token-uses.js';
 
 export interface SqliteStoreOptions {
   /** Database file. Its directory must exist; the file is created with mode 0600 if missing. */
@@ -163,29 +174,63 @@ class SerialQueue {
   }
 }
 
+/** A plain repository call waiting for its group commit. */
+interface GroupedCall {
+  readonly what: string;
+  readonly operation: () => unknown;
+  readonly resolve: (value: unknown) => void;
+  readonly reject: (error: unknown) => void;
+}
+
 /** One per `transaction` call; `open` turns false the moment `work` settles. */
 interface TransactionContext {
   open: boolean;
 }
 
-/** Runs one synchronous repository operation in the right context; `what` feeds error messages. */
-type Runner = <T>(what: string, operation: () => T) => Promise<T>;
+/** The synchronous operations of every repository, shared by plain calls and transactions. */
+interface Operations {
+  readonly keys: SqliteKeyOperations;
+  readonly tokenUses: SqliteTokenUseOperations;
+  readonly counters: SqliteCounterOperations;
+}
+
+/** Every repository over one runner: the store's own (queued) or one transaction's. */
+function repositories(operations: Operations, run: Runner): StoreTransaction {
+  return Object.freeze({
+    keys: new SqliteKeyRepository(operations.keys, run),
+    tokenUses: new SqliteTokenUseRepository(operations.tokenUses, run),
+    counters: new SqliteCounterRepository(operations.counters, run),
+  });
+}
 
 class SqliteStore implements SignetStore {
   readonly kind = 'sqlite' as const;
   readonly keys: KeyRepository;
+  readonly tokenUses: TokenUseRepository;
+  readonly counters: CounterRepository;
 
   readonly #db: Database.Database;
   readonly #statements = new Map<string, Database.Statement>();
   readonly #queue = new SerialQueue();
   readonly #transactionContext = new AsyncLocalStorage<TransactionContext>();
-  readonly #keyOperations: SqliteKeyOperations;
+  readonly #operations: Operations;
   #closed: Promise<void> | null = null;
+  /** Plain calls waiting for the next group commit (see #grouped). */
+  #pending: GroupedCall[] = [];
+  #flushScheduled = false;
 
   constructor(db: Database.Database) {
     this.#db = db;
-    this.#keyOperations = new SqliteKeyOperations(db, (sql) => this.#statement(sql));
-    this.keys = new SqliteKeyRepository(this.#keyOperations, (what, operation) => this.#exclusive(what, operation));
+    const access: SqliteAccess = { db, statement: (sql) => this.#statement(sql) };
+    this.#operations = Object.freeze({
+      keys: new SqliteKeyOperations(access),
+      tokenUses: new SqliteTokenUseOperations(access),
+      counters: new SqliteCounterOperations(access),
+    });
+    const plain = repositories(this.#operations, (what, operation) => this.#grouped(what, operation));
+    this.keys = plain.keys;
+    this.tokenUses = plain.tokenUses;
+    this.counters = plain.counters;
   }
 
   async migrate(): Promise<void> {
@@ -207,11 +252,7 @@ class SqliteStore implements SignetStore {
       // busy timeout) rather than at COMMIT with all of `work` already done.
       this.#statement('BEGIN IMMEDIATE').run();
       const context: TransactionContext = { open: true };
-      const tx: StoreTransaction = {
-        keys: new SqliteKeyRepository(this.#keyOperations, (what, operation) =>
-          this.#inTransaction(context, what, operation),
-        ),
-      };
+      const tx = repositories(this.#operations, (what, operation) => this.#inTransaction(context, what, operation));
       let result: T;
       try {
         result = await this.#transactionContext.run(context, () => work(tx));
@@ -238,6 +279,7 @@ class SqliteStore implements SignetStore {
   async close(): Promise<void> {
     this.#refuseInsideTransaction('close');
     // Queued calls made before close() still run; calls made after it fail at once.
+    if (this.#closed === null) this.#flushGroup();
     this.#closed ??= this.#queue.run(() => {
       this.#statements.clear();
       if (this.#db.open) this.#db.close();
@@ -245,10 +287,113 @@ class SqliteStore implements SignetStore {
     return this.#closed;
   }
 
+  /**
+   * Group commit for plain repository calls. With `synchronous=FULL` every commit is an
+   * fsync, and a signing request makes several small writes (token use, counters);
+   * one commit each would cap the whole service at a few hundred requests a second.
+   * Calls made in the same turn of the event loop are therefore run together, in
+   * order, inside one transaction, each in its own SAVEPOINT so that one failing call
+   * rolls back only its own writes. Every call's promise settles only after the COMMIT
+   * (or its failure), so a resolved write is as durable as before, and each call is
+   * still atomic and sees the calls queued before it.
+   */
+  #grouped<T>(what: string, operation: () => T): Promise<T> {
+    this.#refuseInsideTransaction(what);
+    if (this.#closed !== null) return Promise.reject(closedError(what));
+    return new Promise<T>((resolve, reject) => {
+      this.#pending.push({ what, operation, resolve: resolve as (value: unknown) => void, reject });
+      if (!this.#flushScheduled) {
+        this.#flushScheduled = true;
+        setImmediate(() => {
+          this.#flushScheduled = false;
+          this.#flushGroup();
+        });
+      }
+    });
+  }
+
+  #flushGroup(): void {
+    const group = this.#pending;
+    if (group.length === 0) return;
+    this.#pending = [];
+    void this.#queue.run(() => {
+      this.#runGroup(group);
+    });
+  }
+
+  #runGroup(group: readonly GroupedCall[]): void {
+    const failAll = (error: unknown): void => {
+      for (const call of group) call.reject(translateSqliteError(error, call.what));
+    };
+    if (!this.#db.open) {
+      for (const call of group) call.reject(closedError(call.what));
+      return;
+    }
+    try {
+      this.#discardLeftoverTransaction();
+    } catch (error) {
+      failAll(error);
+      return;
+    }
+    if (group.length === 1) {
+      const [call] = group as [GroupedCall];
+      try {
+        call.resolve(call.operation());
+      } catch (error) {
+        call.reject(translateSqliteError(error, call.what));
+      }
+      return;
+    }
+    try {
+      this.#statement('BEGIN IMMEDIATE').run();
+    } catch (error) {
+      failAll(error);
+      return;
+    }
+    const outcomes: ({ ok: true; value: unknown } | { ok: false; error: unknown })[] = [];
+    for (const call of group) {
+      // SQLite may abort the whole transaction on its own (disk full, I/O error): a
+      // SAVEPOINT then would open a new transaction and commit only the rest.
+      if (!this.#db.inTransaction) {
+        outcomes.push({ ok: false, error: new StoreError('STORE_UNAVAILABLE', `the storage engine aborted the transaction before ${call.what}`) });
+        continue;
+      }
+      try {
+        this.#statement('SAVEPOINT signet_call').run();
+        const value = call.operation();
+        this.#statement('RELEASE signet_call').run();
+        outcomes.push({ ok: true, value });
+      } catch (error) {
+        try {
+          if (this.#db.inTransaction) {
+            this.#statement('ROLLBACK TO signet_call').run();
+            this.#statement('RELEASE signet_call').run();
+          }
+        } catch {
+          // The commit below fails and reports it to every call.
+        }
+        outcomes.push({ ok: false, error: translateSqliteError(error, call.what) });
+      }
+    }
+    try {
+      this.#commit();
+    } catch (error) {
+      failAll(error);
+      return;
+    }
+    group.forEach((call, index) => {
+      const outcome = outcomes[index];
+      if (outcome?.ok === true) call.resolve(outcome.value);
+      else call.reject(outcome?.error);
+    });
+  }
+
   /** Runs `operation` alone on the connection, after every call queued before it. */
   async #exclusive<T>(what: string, operation: () => T | Promise<T>): Promise<T> {
     this.#refuseInsideTransaction(what);
     if (this.#closed !== null) throw closedError(what);
+    // Plain calls made before this one go first: the queue keeps call order.
+    this.#flushGroup();
     return this.#queue.run(async () => {
       if (!this.#db.open) throw closedError(what);
       try {
@@ -399,343 +544,4 @@ class SqliteStore implements SignetStore {
 
 function closedError(what: string): StoreError {
   return new StoreError('STORE_UNAVAILABLE', `the store is closed (${what})`);
-}
-
-/** The public `KeyRepository`: each call handed to a runner (queued, or inside a transaction). */
-class SqliteKeyRepository implements KeyRepository {
-  readonly #operations: SqliteKeyOperations;
-  readonly #run: Runner;
-
-  constructor(operations: SqliteKeyOperations, run: Runner) {
-    this.#operations = operations;
-    this.#run = run;
-  }
-
-  list(): Promise<KeyVersionRecord[]> {
-    return this.#run('listing keys', () => this.#operations.list());
-  }
-
-  get(keyId: string): Promise<KeyVersionRecord | null> {
-    return this.#run(`reading key ${describeId(keyId)}`, () => this.#operations.get(keyId));
-  }
-
-  listVersions(name: string): Promise<KeyVersionRecord[]> {
-    return this.#run(`listing versions of key ${describeId(name)}`, () => this.#operations.listVersions(name));
-  }
-
-  getActive(name: string): Promise<KeyVersionRecord | null> {
-    return this.#run(`reading the active version of key ${describeId(name)}`, () =>
-      this.#operations.getActive(name),
-    );
-  }
-
-  insert(record: KeyVersionRecord): Promise<void> {
-    // Describing the call must not throw, whatever a caller passed; insert validates.
-    const candidate: unknown = record;
-    const keyId =
-      typeof candidate === 'object' && candidate !== null && 'keyId' in candidate ? candidate.keyId : undefined;
-    return this.#run(`inserting key ${describeId(keyId)}`, () => {
-      this.#operations.insert(record);
-    });
-  }
-
-  updateState(keyId: string, state: KeyState, at: string): Promise<void> {
-    return this.#run(`updating the state of key ${describeId(keyId)}`, () => {
-      this.#operations.updateState(keyId, state, at);
-    });
-  }
-}
-
-const KEY_COLUMNS = [
-  'key_id',
-  'name',
-  'version',
-  'algorithm',
-  'state',
-  'hsm_key_id',
-  'public_key_pem',
-  'created_at',
-  'not_before',
-  'not_after',
-  'compromised_at',
-  'state_changed_at',
-].join(', ');
-
-/** The synchronous SQL behind `KeyRepository`; callers provide ordering and error translation. */
-class SqliteKeyOperations {
-  readonly #db: Database.Database;
-  readonly #statement: (sql: string) => Database.Statement;
-
-  constructor(db: Database.Database, statement: (sql: string) => Database.Statement) {
-    this.#db = db;
-    this.#statement = statement;
-  }
-
-  list(): KeyVersionRecord[] {
-    return this.#statement(`SELECT ${KEY_COLUMNS} FROM key_versions ORDER BY name, version`)
-      .all()
-      .map(keyVersionFromRow);
-  }
-
-  get(keyId: string): KeyVersionRecord | null {
-    requireString('keyId', keyId);
-    const row = this.#statement(`SELECT ${KEY_COLUMNS} FROM key_versions WHERE key_id = ?`).get(keyId);
-    return row === undefined ? null : keyVersionFromRow(row);
-  }
-
-  listVersions(name: string): KeyVersionRecord[] {
-    requireString('name', name);
-    return this.#statement(`SELECT ${KEY_COLUMNS} FROM key_versions WHERE name = ? ORDER BY version`)
-      .all(name)
-      .map(keyVersionFromRow);
-  }
-
-  getActive(name: string): KeyVersionRecord | null {
-    requireString('name', name);
-    const row = this.#statement(`SELECT ${KEY_COLUMNS} FROM key_versions WHERE name = ? AND state = 'active'`).get(
-      name,
-    );
-    return row === undefined ? null : keyVersionFromRow(row);
-  }
-
-  insert(candidate: KeyVersionRecord): void {
-    const record = parseKeyVersion(candidate, (problems) => {
-      throw new TypeError(`invalid key version record: bad ${problems.join(', ')}`);
-    });
-    this.#atomically(() => {
-      // Checked first for a precise message; the primary key and the partial unique
-      // index still refuse the write if anything slips past (another process).
-      if (this.#exists(record.keyId)) {
-        throw new StoreError('STORE_CONFLICT', `key version ${record.keyId} already exists`);
-      }
-      if (record.state === 'active') this.#requireNoOtherActive(record.name, record.keyId);
-      this.#statement(
-        `INSERT INTO key_versions (${KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      ).run(
-        record.keyId,
-        record.name,
-        record.version,
-        record.algorithm,
-        record.state,
-        record.hsmKeyId,
-        record.publicKeyPem,
-        record.createdAt,
-        record.notBefore,
-        record.notAfter,
-        record.compromisedAt,
-        record.createdAt,
-      );
-    });
-  }
-
-  updateState(keyId: string, state: KeyState, at: string): void {
-    requireString('keyId', keyId);
-    const stateValue: unknown = state;
-    if (typeof stateValue !== 'string' || !isKeyState(stateValue)) throw new TypeError('invalid key state');
-    const when = canonicalTimestamp(at);
-    if (when === null) throw new TypeError('invalid state change time: expected ISO-8601 UTC');
-
-    this.#atomically(() => {
-      const row = this.#statement(`SELECT ${KEY_COLUMNS} FROM key_versions WHERE key_id = ?`).get(keyId);
-      if (row === undefined) throw new StoreError('STORE_NOT_FOUND', `key version ${describeId(keyId)} does not exist`);
-      const current = keyVersionFromRow(row);
-
-      // Lifecycle rules belong to keyrotation/, but one is a security invariant worth a
-      // second guard here: leaving `compromised` would quietly make signatures made
-      // after the compromise valid again.
-      if (current.state === 'compromised' && state !== 'compromised') {
-        throw new StoreError('STORE_CONFLICT', `key version ${current.keyId} is compromised; that state is final`);
-      }
-      let compromisedAt: string | null = null;
-      if (state === 'compromised') {
-        // Reporting a compromise again can only move its instant earlier: the earliest
-        // report invalidates the most signatures.
-        compromisedAt =
-          current.compromisedAt !== null && Date.parse(current.compromisedAt) <= Date.parse(when)
-            ? current.compromisedAt
-            : when;
-      }
-      if (state === current.state && compromisedAt === current.compromisedAt) return;
-      if (state === 'active') this.#requireNoOtherActive(current.name, current.keyId);
-
-      // The right-hand sides see the old row: state_changed_at moves only when the
-      // state does, not when only the compromise instant is moved earlier.
-      this.#statement(
-        `UPDATE key_versions
-            SET state_changed_at = CASE WHEN state = ? THEN state_changed_at ELSE ? END,
-                state = ?,
-                compromised_at = ?
-          WHERE key_id = ?`,
-      ).run(state, when, state, compromisedAt, current.keyId);
-    });
-  }
-
-  /** Read-then-write as one unit: a savepoint inside a transaction, else its own IMMEDIATE transaction. */
-  #atomically(operation: () => void): void {
-    this.#db.transaction(operation).immediate();
-  }
-
-  #exists(keyId: string): boolean {
-    return this.#statement('SELECT 1 FROM key_versions WHERE key_id = ?').get(keyId) !== undefined;
-  }
-
-  #requireNoOtherActive(name: string, keyId: string): void {
-    const other: unknown = this.#statement(
-      "SELECT key_id FROM key_versions WHERE name = ? AND state = 'active' AND key_id <> ?",
-    )
-      .pluck()
-      .get(name, keyId);
-    if (other !== undefined) {
-      throw new StoreError(
-        'STORE_CONFLICT',
-        `key ${name} already has an active version (${typeof other === 'string' ? describeId(other) : 'unreadable'})`,
-      );
-    }
-  }
-}
-
-// ---------------------------------------------------------------------------------
-// Validation of key versions, both on the way in (a caller's bug: TypeError) and on
-// the way out (a damaged or tampered file: STORE_CORRUPT). Problems name fields, never
-// values: a damaged value could be anything, including an HSM key id.
-
-type KeyVersionCandidate = { readonly [K in keyof KeyVersionRecord]: unknown };
-
-/** Key names appear in key ids, URLs, certificates and the log: a conservative alphabet. */
-const KEY_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
-/** Hex CKA_ID: whole bytes, at most 128 of them. */
-const HSM_KEY_ID = /^(?:[0-9A-Fa-f]{2}){1,128}$/;
-const PUBLIC_KEY_PEM =
-  /^-----BEGIN PUBLIC KEY-----\r?\n(?:[A-Za-z0-9+/=]{1,76}\r?\n)+-----END PUBLIC KEY-----\r?\n?$/;
-const MAX_PEM_LENGTH = 16_384;
-const ISO_UTC = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?Z$/;
-
-function parseKeyVersion(
-  candidate: KeyVersionCandidate,
-  reject: (problems: string[]) => never,
-): KeyVersionRecord {
-  const problems: string[] = [];
-  const { keyId, name, version, algorithm, state, hsmKeyId, publicKeyPem } = candidate;
-
-  const nameOk = typeof name === 'string' && KEY_NAME.test(name);
-  if (!nameOk) problems.push('name');
-  const versionOk = typeof version === 'number' && Number.isSafeInteger(version) && version >= 1;
-  if (!versionOk) problems.push('version');
-  // keyId is `<name>@<version>` (store.ts); checking it keeps the two from disagreeing.
-  if (typeof keyId !== 'string' || (nameOk && versionOk && keyId !== `${name}@${version}`)) problems.push('keyId');
-  if (typeof algorithm !== 'string' || !isKeyAlgorithm(algorithm)) problems.push('algorithm');
-  if (typeof state !== 'string' || !isKeyState(state)) problems.push('state');
-  if (typeof hsmKeyId !== 'string' || !HSM_KEY_ID.test(hsmKeyId)) problems.push('hsmKeyId');
-  if (typeof publicKeyPem !== 'string' || publicKeyPem.length > MAX_PEM_LENGTH || !PUBLIC_KEY_PEM.test(publicKeyPem)) {
-    problems.push('publicKeyPem');
-  }
-
-  const createdAt = canonicalTimestamp(candidate.createdAt);
-  if (createdAt === null) problems.push('createdAt');
-  const notBefore = canonicalTimestamp(candidate.notBefore);
-  if (notBefore === null) problems.push('notBefore');
-  const notAfter = candidate.notAfter === null ? null : canonicalTimestamp(candidate.notAfter);
-  if (candidate.notAfter !== null && notAfter === null) problems.push('notAfter');
-  else if (notAfter !== null && notBefore !== null && Date.parse(notAfter) <= Date.parse(notBefore)) {
-    problems.push('notAfter (not after notBefore)');
-  }
-  // compromisedAt is set exactly when the state is compromised (store.ts).
-  const compromisedAt = candidate.compromisedAt === null ? null : canonicalTimestamp(candidate.compromisedAt);
-  if (state === 'compromised' ? compromisedAt === null : candidate.compromisedAt !== null) {
-    problems.push('compromisedAt');
-  }
-
-  if (problems.length > 0) return reject(problems);
-  return Object.freeze({
-    keyId: keyId as string,
-    name: name as string,
-    version: version as number,
-    algorithm: algorithm as KeyVersionRecord['algorithm'],
-    state: state as KeyState,
-    hsmKeyId: hsmKeyId as string,
-    publicKeyPem: publicKeyPem as string,
-    createdAt: createdAt as string,
-    notBefore: notBefore as string,
-    notAfter,
-    compromisedAt,
-  });
-}
-
-function keyVersionFromRow(row: unknown): KeyVersionRecord {
-  if (typeof row !== 'object' || row === null) {
-    throw new StoreError('STORE_CORRUPT', 'key_versions returned a row that is not a record');
-  }
-  const r = row as Record<string, unknown>;
-  const record = parseKeyVersion(
-    {
-      keyId: r.key_id,
-      name: r.name,
-      version: r.version,
-      algorithm: r.algorithm,
-      state: r.state,
-      hsmKeyId: r.hsm_key_id,
-      publicKeyPem: r.public_key_pem,
-      createdAt: r.created_at,
-      notBefore: r.not_before,
-      notAfter: r.not_after,
-      compromisedAt: r.compromised_at,
-    },
-    (problems) => {
-      throw new StoreError('STORE_CORRUPT', `a stored key version has invalid ${problems.join(', ')}`);
-    },
-  );
-  if (canonicalTimestamp(r.state_changed_at) === null) {
-    throw new StoreError('STORE_CORRUPT', `stored key version ${record.keyId} has invalid state_changed_at`);
-  }
-  return record;
-}
-
-/**
- * ISO-8601 UTC (`Z` only, optional fraction) → the `Date.toISOString()` form, or null.
- * Every component is checked by a round trip, so 2025-02-30 or 24:00 are refused rather
- * than rolled over. Stored timestamps are always in this canonical form.
- */
-function canonicalTimestamp(value: unknown): string | null {
-  if (typeof value !== 'string') return null;
-  const match = ISO_UTC.exec(value);
-  if (match === null) return null;
-  const [year, month, day, hour, minute, second] = match.slice(1, 7).map(Number) as [
-    number,
-    number,
-    number,
-    number,
-    number,
-    number,
-  ];
-  const millisecond = Number((match[7] ?? '0').padEnd(3, '0').slice(0, 3));
-  const date = new Date(0);
-  // setUTCFullYear, unlike Date.UTC, does not map years 0–99 to 1900–1999.
-  date.setUTCFullYear(year, month - 1, day);
-  date.setUTCHours(hour, minute, second, millisecond);
-  if (
-    date.getUTCFullYear() !== year ||
-    date.getUTCMonth() !== month - 1 ||
-    date.getUTCDate() !== day ||
-    date.getUTCHours() !== hour ||
-    date.getUTCMinutes() !== minute ||
-    date.getUTCSeconds() !== second
-  ) {
-    return null;
-  }
-  return date.toISOString();
-}
-
-function isKeyState(value: string): value is KeyState {
-  return (KEY_STATES as readonly string[]).includes(value);
-}
-
-function requireString(field: string, value: unknown): asserts value is string {
-  if (typeof value !== 'string') throw new TypeError(`${field} must be a string`);
-}
-
-/** Key ids and names in messages: printable and short, whatever a caller passed. */
-function describeId(value: unknown): string {
-  if (typeof value !== 'string') return '(not a string)';
-  const printable = value.replace(/[^\x20-\x7e]/g, '?');
-  return printable.length > 80 ? `${printable.slice(0, 80)}…` : printable;
 }

@@ -11,6 +11,7 @@ const valid = {
   hsm: { module: '/usr/lib/softhsm/libsofthsm2.so', tokenLabel: 'signet', pin: { env: 'SIGNET_HSM_PIN' } },
   storage: { driver: 'sqlite', sqlite: { path: 'signet.db' } },
   policy: { file: 'policy.yaml' },
+  oidc: { audience: 'signet', issuers: [{ name: 'dev', issuer: 'https://dev.invalid', jwks: { file: 'oidc/jwks.json' } }] },
 };
 
 describe('config', () => {
@@ -20,8 +21,11 @@ describe('config', () => {
     expect(config.server.host).toBe('127.0.0.1');
     expect(config.server.tls.certFile).toBe('/etc/signet/tls/server.pem');
     expect(config.storage.sqlite.path).toBe('/etc/signet/signet.db');
-    expect(config.hsm.sessions).toBe(4);
+    expect(config.hsm.sessions).toBe(2);
+    expect(config.hsm.signWorkers).toBe(2);
     expect(Object.isFrozen(config.server.tls)).toBe(true);
+    expect(config.oidc.issuers[0]?.jwks).toEqual({ file: '/etc/signet/oidc/jwks.json' });
+    expect(config.oidc.leewaySeconds).toBe(30);
   });
 
   it('reports every bad field at once', () => {
@@ -30,6 +34,7 @@ describe('config', () => {
       server: { port: 70000, tls: { certFile: '', keyFile: 'k' } },
       hsm: { ...valid.hsm, pin: { env: 'SIGNET_HSM_PIN', file: 'x' }, sessions: 0 },
       storage: { driver: 'mysql' },
+      oidc: { audience: 'signet', leewaySeconds: 300, issuers: [{ name: 'x', issuer: 'https://x', jwks: { uri: 'http://plain/jwks' } }] },
       extra: true,
     };
     try {
@@ -38,7 +43,7 @@ describe('config', () => {
     } catch (error) {
       expect(error).toBeInstanceOf(ConfigError);
       const problems = (error as ConfigError).problems.join('\n');
-      for (const path of ['server.port', 'server.tls.certFile', 'server.tls.clientCaFile', 'hsm.pin', 'hsm.sessions', 'storage.driver', '(root)']) {
+      for (const path of ['server.port', 'server.tls.certFile', 'server.tls.clientCaFile', 'hsm.pin', 'hsm.sessions', 'storage.driver', 'oidc.leewaySeconds', 'oidc.issuers.0.jwks', '(root)']) {
         expect(problems).toContain(path);
       }
     }

@@ -74,10 +74,28 @@ describe('signet serve + signet sign', () => {
     expect(code).toBe(0); // graceful stop on SIGTERM
   });
 
+  async function tokenEnv(...claims: string[]): Promise<NodeJS.ProcessEnv> {
+    const minted = await runCli(['dev-token', '--dir', dir, ...claims.flatMap((c) => ['--claim', c])]);
+    expect(minted.code).toBe(0);
+    return { ...process.env, SIGNET_ID_TOKEN: minted.stdout.trim() };
+  }
+
+  it('signet dev-token mints a GitHub-Actions-shaped token with a fresh jti, and --claim overrides', async () => {
+    const first = await runCli(['dev-token', '--dir', dir]);
+    const second = await runCli(['dev-token', '--dir', dir, '--claim', 'ref=refs/tags/v1.0.0', '--expires-in', '60']);
+    const payload = (jwt: string) => JSON.parse(Buffer.from(jwt.trim().split('.')[1]!, 'base64url').toString()) as Record<string, unknown>;
+    const a = payload(first.stdout);
+    const b = payload(second.stdout);
+    expect(a).toMatchObject({ repository: 'example/demo', ref: 'refs/heads/main', aud: 'signet', runner_environment: 'github-hosted' });
+    expect(b).toMatchObject({ ref: 'refs/tags/v1.0.0', ref_type: 'tag' });
+    expect(a.jti).not.toBe(b.jti);
+    expect(Number(b.exp) - Number(b.iat)).toBe(60);
+  });
+
   it('signs a file; openssl verifies it with the published public key', async () => {
     const artifact = join(dir, 'release.tar.gz');
     writeFileSync(artifact, Buffer.alloc(256 * 1024, 7));
-    const signed = await runCli(['sign', '--dir', dir, '--file', artifact, '--json']);
+    const signed = await runCli(['sign', '--dir', dir, '--file', artifact, '--json'], { env: await tokenEnv() });
     expect(signed.stderr).toBe('');
     expect(signed.code).toBe(0);
     const outcome = JSON.parse(signed.stdout) as { signatureFile: string; receiptFile: string; keyId: string };
@@ -105,9 +123,23 @@ describe('signet serve + signet sign', () => {
   it('a refused request exits non-zero with the server code', async () => {
     const artifact = join(dir, 'x.bin');
     writeFileSync(artifact, 'x');
-    const refused = await runCli(['sign', '--dir', dir, '--file', artifact, '--project', 'nope']);
+    const refused = await runCli(['sign', '--dir', dir, '--file', artifact, '--project', 'nope'], { env: await tokenEnv() });
     expect(refused.code).toBe(1);
     expect(refused.stderr).toContain('POLICY_DENIED');
+    const noToken = await runCli(['sign', '--dir', dir, '--file', artifact], { env: { ...process.env, SIGNET_ID_TOKEN: '' } });
+    expect(noToken.code).toBe(2);
+    expect(noToken.stderr).toContain('id token is required');
+  });
+
+  it('--dry-run explains the decision without signing', async () => {
+    const artifact = join(dir, 'x.bin');
+    writeFileSync(artifact, 'x');
+    const allowed = await runCli(['sign', '--dir', dir, '--file', artifact, '--dry-run'], { env: await tokenEnv() });
+    expect(allowed.code).toBe(0);
+    expect(allowed.stdout).toContain('allowed (would sign with demo-release@1)');
+    const denied = await runCli(['sign', '--dir', dir, '--file', artifact, '--dry-run'], { env: await tokenEnv('ref=refs/heads/feature') });
+    expect(denied.code).toBe(1);
+    expect(denied.stdout).toContain('IDENTITY_NOT_ALLOWED');
   });
 });
 
@@ -160,7 +192,7 @@ describe('start-up refuses a broken set-up with one clear message', () => {
   });
 
   it('an invalid config → CONFIG_INVALID listing every bad field', async () => {
-    const result = await runCli(['serve', '--config', variant((c) => c.replace('port:', 'port: -1\n  oops:').replace('sessions: 4', 'sessions: 0'))]);
+    const result = await runCli(['serve', '--config', variant((c) => c.replace('port:', 'port: -1\n  oops:').replace('sessions: 2', 'sessions: 0'))]);
     expect(result.code).toBe(1);
     expect(result.stderr).toContain('CONFIG_INVALID');
     expect(result.stderr).toContain('server.port');

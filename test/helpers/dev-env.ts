@@ -7,6 +7,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
+import { DEV_AUDIENCE, mintDevToken } from '../../cli/dev-issuer.js';
 import { runInit, type InitResult } from '../../cli/init.js';
 import { loadConfig } from '../../config/load.js';
 import { startService, type RunningService } from '../../service/wiring.js';
@@ -20,6 +21,11 @@ export async function createDevEnvironment(): Promise<DevEnvironment> {
   const dir = mkdtempSync(join(tmpdir(), 'signet-e2e-'));
   const init = await runInit({ dir, port: 0, force: false });
   return { dir, init };
+}
+
+/** A GitHub-Actions-shaped id token from the environment's dev issuer (`signet dev-token`). */
+export function devToken(env: DevEnvironment, claims: Record<string, string> = {}, expiresInSeconds = 600): Promise<string> {
+  return mintDevToken({ privateJwkFile: join(env.dir, 'oidc', 'dev-issuer-key.json'), audience: DEV_AUDIENCE, claims, expiresInSeconds });
 }
 
 export interface StartedService extends RunningService {

@@ -12,6 +12,7 @@ import { createCertificateAuthority, issueLeafCertificate, loadCertificateAuthor
 import {
   createDevEnvironment,
   devClientTls,
+  devToken,
   httpsCall,
   signaturesIssued,
   startDevService,
@@ -35,8 +36,9 @@ afterAll(async () => {
   await service.stop();
 });
 
-function sign(body: unknown, client: { cert?: Buffer | string; key?: Buffer | string } = tls) {
-  return httpsCall(`${service.url}/v1/sign`, { json: body, ca: tls.ca, ...client });
+async function sign(body: unknown, client: { cert?: Buffer | string; key?: Buffer | string } = tls) {
+  const token = await devToken(env);
+  return httpsCall(`${service.url}/v1/sign`, { json: body, ca: tls.ca, ...client, headers: { authorization: `Bearer ${token}` } });
 }
 
 describe('POST /v1/sign', () => {
@@ -159,10 +161,11 @@ describe('POST /v1/sign', () => {
     for (const [name, call, status, code] of cases) {
       it(`${name} → ${status} ${code}`, async () => {
         const before = signaturesIssued(service);
+        const authorization = `Bearer ${await devToken(env)}`;
         const answer = await httpsCall(`${service.url}/v1/sign`, {
           method: 'POST',
           body: call.body,
-          headers: call.headers ?? { 'content-type': 'application/json' },
+          headers: { authorization, ...(call.headers ?? { 'content-type': 'application/json' }) },
           ...tls,
         });
         expect(answer.status).toBe(status);

@@ -1,7 +1,8 @@
 /**
  * Session recovery against a real SoftHSM token: sessions closed, the application
- * logged out or an operation left active underneath the pool must cost no request,
- * concurrent failures must coalesce into one recovery, and closing must drain.
+ * logged out or an operation left active underneath the session pool or the signing
+ * workers must cost no request, concurrent failures must coalesce into one recovery per
+ * pool or worker, and closing must drain.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,6 +14,7 @@ import { createTestToken, removeTestToken, type TestToken } from '../helpers/sof
 import { verifyWithNode } from './signature-checks.js';
 
 const POOL_SIZE = 4;
+const SIGN_WORKERS = 2;
 let token: TestToken;
 let hsm: Hsm;
 let key: GeneratedKeyPair;
@@ -44,18 +46,26 @@ async function signConcurrently(count: number): Promise<void> {
   }
 }
 
+/** Every session the adapter holds now: the pool's and the signing workers'. */
+function allSessionHandles(): Pkcs11Handle[] {
+  const internals = hsmInternalsForTesting(hsm);
+  return [...internals.sessionHandles(), ...internals.signerSessionHandles()];
+}
+
 /**
- * Every session in `earlier` that is no longer one of the pool's current sessions must be
- * closed: stale sessions are dropped, never leaked. (SoftHSM reports no session count.)
+ * Every session in `earlier` that is no longer one of the adapter's current sessions
+ * must be closed: stale sessions are dropped, never leaked. (SoftHSM reports no session
+ * count, and reuses the numbers of closed sessions, hence "closed or current".)
  */
 function expectStaleSessionsClosed(earlier: readonly Pkcs11Handle[]): void {
-  const { pkcs11 } = hsmInternalsForTesting(hsm);
-  const current = new Set(hsmInternalsForTesting(hsm).sessionHandles().map((h) => h.toString('hex')));
+  const internals = hsmInternalsForTesting(hsm);
+  const current = new Set(allSessionHandles().map((h) => h.toString('hex')));
   for (const handle of earlier) {
     if (current.has(handle.toString('hex'))) continue;
-    expect(() => pkcs11.C_GetSessionInfo(handle)).toThrow(/CKR_SESSION_HANDLE_INVALID/);
+    expect(() => internals.pkcs11.C_GetSessionInfo(handle)).toThrow(/CKR_SESSION_HANDLE_INVALID/);
   }
-  expect(current.size).toBeLessThanOrEqual(POOL_SIZE);
+  expect(internals.sessionHandles().length).toBeLessThanOrEqual(POOL_SIZE);
+  expect(internals.signerSessionHandles().length).toBeLessThanOrEqual(SIGN_WORKERS);
 }
 
 function findPrivateKeyHandle(session: Pkcs11Handle): Pkcs11Handle {
@@ -72,9 +82,15 @@ function findPrivateKeyHandle(session: Pkcs11Handle): Pkcs11Handle {
 
 beforeAll(async () => {
   token = await createTestToken('signet-recovery');
-  hsm = await openPkcs11Hsm({ modulePath: token.modulePath, tokenLabel: token.label, pin: token.pin, poolSize: POOL_SIZE });
+  hsm = await openPkcs11Hsm({
+    modulePath: token.modulePath,
+    tokenLabel: token.label,
+    pin: token.pin,
+    poolSize: POOL_SIZE,
+    signWorkers: SIGN_WORKERS,
+  });
   key = await hsm.generateKeyPair('ecdsa-p256', 'signet:recovery@1');
-  await signConcurrently(20); // Every pool session is now open, logged in and idle.
+  await signConcurrently(20); // Every worker session is now open, logged in and idle.
 });
 
 afterAll(async () => {
@@ -83,6 +99,24 @@ afterAll(async () => {
 });
 
 describe('session recovery', () => {
+  it('recovers from one worker session closed underneath it, with no failed request', async () => {
+    const internals = hsmInternalsForTesting(hsm);
+    const { signerRecoveries, poolRecoveries } = {
+      signerRecoveries: internals.signerRecoveries(),
+      poolRecoveries: internals.recoveries(),
+    };
+    const earlier = internals.signerSessionHandles();
+    expect(earlier).toHaveLength(SIGN_WORKERS);
+    internals.pkcs11.C_CloseSession(earlier[0]!);
+
+    await signConcurrently(100);
+    // Only the worker whose session died recovered; signing never touches the pool.
+    expect(internals.signerRecoveries()).toBe(signerRecoveries + 1);
+    expect(internals.recoveries()).toBe(poolRecoveries);
+    expectStaleSessionsClosed(earlier);
+    expect(internals.signerSessionHandles()).toHaveLength(SIGN_WORKERS);
+  });
+
   it('recovers from one pool session closed underneath it, with no failed request', async () => {
     const internals = hsmInternalsForTesting(hsm);
     const { recoveries, generation } = { recoveries: internals.recoveries(), generation: internals.generation() };
@@ -90,57 +124,62 @@ describe('session recovery', () => {
     expect(earlier).toHaveLength(POOL_SIZE);
     internals.pkcs11.C_CloseSession(earlier[0]!);
 
-    await signConcurrently(100);
+    // More readers than sessions: every pool session, the closed one included, is used.
+    const answers = await Promise.allSettled(Array.from({ length: 20 }, () => hsm.publicKeyPem(key)));
+    expect(answers.filter((answer) => answer.status === 'rejected')).toEqual([]);
+    for (const answer of answers) expect(answer.status === 'fulfilled' && answer.value).toBe(key.publicKeyPem);
     expect(internals.recoveries()).toBe(recoveries + 1);
     expect(internals.generation()).toBe(generation + 1);
     // The other old-generation sessions still worked, but were closed, not reused.
     expectStaleSessionsClosed(earlier);
   });
 
-  it('recovers from C_CloseAllSessions (which also logs out) with one coalesced recovery', async () => {
+  it('recovers from C_CloseAllSessions (which also logs out) with one recovery per worker', async () => {
     const internals = hsmInternalsForTesting(hsm);
-    await signConcurrently(8); // Refill the pool.
-    const recoveries = internals.recoveries();
-    const earlier = internals.sessionHandles();
+    await signConcurrently(8);
+    const recoveries = internals.signerRecoveries();
+    const earlier = allSessionHandles();
     internals.pkcs11.C_CloseAllSessions(internals.slot);
 
-    // Every pooled session fails at once; they must share one recovery.
+    // Every job in flight on a worker fails at once; each worker recovers once, then
+    // serves the rest of the burst.
     await signConcurrently(200);
-    expect(internals.recoveries()).toBe(recoveries + 1);
+    expect(internals.signerRecoveries()).toBe(recoveries + SIGN_WORKERS);
+    await expect(hsm.ping()).resolves.toBeUndefined(); // The pool recovers on its next use.
     expectStaleSessionsClosed(earlier);
   });
 
-  it('recovers when the application is logged out underneath the pool', async () => {
+  it('recovers when the application is logged out underneath the workers', async () => {
     const internals = hsmInternalsForTesting(hsm);
     await signConcurrently(8);
-    const recoveries = internals.recoveries();
+    const recoveries = internals.signerRecoveries();
     const [session] = internals.sessionHandles();
     internals.pkcs11.C_Logout(session!);
 
     await signConcurrently(50);
-    expect(internals.recoveries()).toBe(recoveries + 1);
+    // The cached key handles died with the login: each worker that signed started over.
+    expect(internals.signerRecoveries()).toBeGreaterThan(recoveries);
+    expect(internals.signerRecoveries()).toBeLessThanOrEqual(recoveries + SIGN_WORKERS);
     // And the key is found again (not reported missing while logged out).
     expect(await hsm.hasKeyPair(key)).toBe(true);
   });
 
-  it('replaces sessions left with an active operation, without a full recovery', async () => {
+  it('replaces worker sessions left with an active operation, without a recovery', async () => {
     const internals = hsmInternalsForTesting(hsm);
     await signConcurrently(8);
-    const recoveries = internals.recoveries();
+    const recoveries = internals.signerRecoveries();
     const { pkcs11 } = internals;
-    const handles = internals.sessionHandles();
-    expect(handles.length).toBeGreaterThan(0);
+    const handles = internals.signerSessionHandles();
+    expect(handles).toHaveLength(SIGN_WORKERS);
     for (const session of handles) {
       pkcs11.C_SignInit(session, { mechanism: pkcs11js.CKM_ECDSA }, findPrivateKeyHandle(session));
     }
 
     await signConcurrently(50);
-    expect(internals.recoveries()).toBe(recoveries);
-    // The dirty sessions were replaced, not reused.
+    expect(internals.signerRecoveries()).toBe(recoveries);
+    // The dirty sessions were closed; their numbers may since have been reused.
     expectStaleSessionsClosed(handles);
-    for (const handle of handles) {
-      expect(internals.sessionHandles().some((h) => h.equals(handle))).toBe(false);
-    }
+    expect(internals.signerSessionHandles()).toHaveLength(SIGN_WORKERS);
   });
 
   it('ping notices a lost session and recovers', async () => {
@@ -154,56 +193,66 @@ describe('session recovery', () => {
 
   it('reports HSM_SESSION_LOST when the retry fails too, then works again', async () => {
     const internals = hsmInternalsForTesting(hsm);
-    const { pkcs11 } = internals;
-    const recoveries = internals.recoveries();
-    // Fault injection on the real module: every C_SignInit is sent to a session handle
-    // that does not exist, so SoftHSM itself answers CKR_SESSION_HANDLE_INVALID.
-    const original = pkcs11.C_SignInit.bind(pkcs11);
-    const deadSession = Buffer.alloc(8, 0xff);
-    pkcs11.C_SignInit = (_session, mechanism, keyHandle) => {
-      original(deadSession, mechanism, keyHandle);
-    };
+    await signConcurrently(8);
+    const recoveries = internals.signerRecoveries();
+    // Fault injection on the real module: the next two C_SignInit calls of each worker
+    // go to a session handle that does not exist, so SoftHSM itself answers
+    // CKR_SESSION_HANDLE_INVALID, on the first attempt and on the retry.
+    internals.injectSignerFault(2);
+    let error: unknown;
     try {
-      await expectHsmError(
-        hsm.signDigest(key, { algorithm: 'sha256', value: Buffer.alloc(32, 1) }),
-        'HSM_SESSION_LOST',
-      );
+      error = await hsm.signDigest(key, { algorithm: 'sha256', value: Buffer.alloc(32, 1) }).catch((e: unknown) => e);
     } finally {
-      pkcs11.C_SignInit = original;
+      internals.injectSignerFault(0);
     }
-    expect(internals.recoveries()).toBe(recoveries + 2);
+    expect(isHsmError(error, 'HSM_SESSION_LOST'), String(error)).toBe(true);
+    expect((error as { ckr: string }).ckr).toBe('CKR_SESSION_HANDLE_INVALID');
+    expect((error as Error).message).toContain(key.hsmKeyId);
+    expect((error as Error).message).not.toContain(token.pin);
+    expect(internals.signerRecoveries()).toBe(recoveries + 2);
     await signConcurrently(20);
   });
 });
 
 describe('pool limits and shared login', () => {
-  it('times out waiting for a session, and a second pool closing does not log the first out', async () => {
+  it('times out waiting for a session, and a second adapter closing does not log the first out', async () => {
     const small = await openPkcs11Hsm({
       modulePath: token.modulePath,
       tokenLabel: token.label,
       pin: token.pin,
       poolSize: 1,
+      signWorkers: 1,
       acquireTimeoutMs: 5,
     });
     try {
       // Key generation holds the only session for far longer than 5 ms.
       const generation = small.generateKeyPair('rsa-pss-3072', 'signet:recovery-rsa@1');
-      await expectHsmError(small.signDigest(key, { algorithm: 'sha256', value: Buffer.alloc(32, 2) }), 'HSM_UNAVAILABLE');
+      await expectHsmError(small.publicKeyPem(key), 'HSM_UNAVAILABLE');
+      // Signing does not need the pool.
+      const signature = await small.signDigest(key, { algorithm: 'sha256', value: Buffer.alloc(32, 2) });
+      expect(signature.length).toBeGreaterThan(64);
       const rsa = await generation;
       expect(await small.hasKeyPair(rsa)).toBe(true);
     } finally {
       await small.close();
     }
-    const recoveries = hsmInternalsForTesting(hsm).recoveries();
+    const internals = hsmInternalsForTesting(hsm);
+    const { recoveries, signerRecoveries } = {
+      recoveries: internals.recoveries(),
+      signerRecoveries: internals.signerRecoveries(),
+    };
     await signConcurrently(20);
-    expect(hsmInternalsForTesting(hsm).recoveries()).toBe(recoveries);
+    await expect(hsm.ping()).resolves.toBeUndefined();
+    expect(internals.recoveries()).toBe(recoveries);
+    expect(internals.signerRecoveries()).toBe(signerRecoveries);
   });
 });
 
 describe('close', () => {
   it('waits for in-flight signatures, then refuses new work and logs out', async () => {
     const internals = hsmInternalsForTesting(hsm);
-    const earlier = internals.sessionHandles();
+    const earlier = allSessionHandles();
+    expect(internals.signerSessionHandles()).toHaveLength(SIGN_WORKERS);
     const inFlight = Array.from({ length: 40 }, () =>
       hsm.signDigest(key, { algorithm: 'sha256', value: randomBytes(32) }),
     );
@@ -214,6 +263,7 @@ describe('close', () => {
 
     await expectHsmError(hsm.signDigest(key, { algorithm: 'sha256', value: randomBytes(32) }), 'HSM_POOL_CLOSED');
     await expectHsmError(hsm.ping(), 'HSM_POOL_CLOSED');
+    expect(internals.signerSessionHandles()).toEqual([]); // Workers stopped.
     for (const handle of [...earlier, ...internals.sessionHandles()]) {
       expect(() => internals.pkcs11.C_GetSessionInfo(handle)).toThrow(/CKR_SESSION_HANDLE_INVALID/);
     }

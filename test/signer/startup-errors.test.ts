@@ -80,10 +80,13 @@ describe('openPkcs11Hsm start-up errors', () => {
     await expectOpenFails({ ...good(), tokenLabel: 'twin' }, 'HSM_TOKEN_AMBIGUOUS');
   });
 
-  it('TypeError for nonsensical pool options', async () => {
+  it('TypeError for nonsensical pool or signing worker options', async () => {
     await expect(openPkcs11Hsm({ ...good(), poolSize: 0 })).rejects.toThrow(TypeError);
     await expect(openPkcs11Hsm({ ...good(), poolSize: 1.5 })).rejects.toThrow(TypeError);
     await expect(openPkcs11Hsm({ ...good(), acquireTimeoutMs: 0 })).rejects.toThrow(TypeError);
+    await expect(openPkcs11Hsm({ ...good(), signWorkers: 0 })).rejects.toThrow(TypeError);
+    await expect(openPkcs11Hsm({ ...good(), signWorkers: 17 })).rejects.toThrow(TypeError);
+    await expect(openPkcs11Hsm({ ...good(), signWorkers: 1.5 })).rejects.toThrow(TypeError);
   });
 
   it('opens with the right settings, and still refuses a wrong PIN once logged in', async () => {

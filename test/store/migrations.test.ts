@@ -3,13 +3,56 @@
  * and state names; and the runner: idempotent, recorded, atomic per migration, and
  * refusing schema histories it does not recognise.
  */
+import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { KEY_ALGORITHMS } from '../../signer/algorithms.js';
 import { LATEST_SCHEMA_VERSION, MIGRATIONS } from '../../store/migrations.js';
 import { openStore } from '../../store/open-store.js';
 import { openSqliteStore } from '../../store/sqlite/sqlite-store.js';
-import { KEY_STATES } from '../../store/store.js';
-import { makeTempDir, withRawDatabase } from './sqlite-fixtures.js';
+import { KEY_STATES, type KeyVersionRecord } from '../../store/store.js';
+import { keyVersion, makeTempDir, withRawDatabase } from './sqlite-fixtures.js';
+
+const HASH = 'ab'.repeat(32);
+
+/**
+ * A database as a release with only migration 1 left it: that migration's own SQL, its
+ * record, and key rows written the way that release wrote them.
+ */
+function createVersion1Database(path: string, keys: readonly KeyVersionRecord[]): void {
+  const first = MIGRATIONS[0]!;
+  const db = new Database(path);
+  try {
+    db.pragma('journal_mode = WAL');
+    db.exec(first.sqlite);
+    db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)').run(
+      first.version,
+      first.name,
+      '2025-01-01T00:00:00.000Z',
+    );
+    const insert = db.prepare(
+      `INSERT INTO key_versions (key_id, name, version, algorithm, state, hsm_key_id, public_key_pem, created_at,
+         not_before, not_after, compromised_at, state_changed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    );
+    for (const k of keys) {
+      insert.run(
+        k.keyId,
+        k.name,
+        k.version,
+        k.algorithm,
+        k.state,
+        k.hsmKeyId,
+        k.publicKeyPem,
+        k.createdAt,
+        k.notBefore,
+        k.notAfter,
+        k.compromisedAt,
+        k.createdAt,
+      );
+    }
+  } finally {
+    db.close();
+  }
+}
 
 describe('MIGRATIONS', () => {
   it('are numbered 1, 2, 3, … without gaps, with distinct names', () => {
@@ -87,17 +130,20 @@ describe('migrate (SQLite)', () => {
     expect(count).toBe(MIGRATIONS.length);
   });
 
-  it('creates the tables, the CHECKs and the one-active-version index', async () => {
+  it('creates the tables, the CHECKs and the indexes', async () => {
     const store = await openStore({ driver: 'sqlite', sqlite: { path: temp.dbPath } });
     await store.close();
     const objects = withRawDatabase(temp.dbPath, (db) =>
       db.prepare("SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY name").all(),
     );
     expect(objects).toEqual([
+      { type: 'table', name: 'counters' },
       { type: 'table', name: 'health_probe' },
       { type: 'table', name: 'key_versions' },
       { type: 'index', name: 'key_versions_one_active_per_name' },
       { type: 'table', name: 'schema_migrations' },
+      { type: 'table', name: 'token_uses' },
+      { type: 'index', name: 'token_uses_expires_at' },
     ]);
     // The database refuses an unknown algorithm even when the store's checks are bypassed.
     expect(() => {
@@ -110,6 +156,99 @@ describe('migrate (SQLite)', () => {
           .run(),
       );
     }).toThrow(/CHECK constraint failed/);
+  });
+
+  it('makes the database itself refuse invalid token uses and counts', async () => {
+    const store = await openStore({ driver: 'sqlite', sqlite: { path: temp.dbPath } });
+    await store.close();
+    const insertUse = (state: string, response: string | null, tokenId = 't'): void => {
+      withRawDatabase(temp.dbPath, (db) =>
+        db
+          .prepare(
+            `INSERT INTO token_uses (issuer, token_id, request_hash, state, response, created_at, expires_at)
+               VALUES ('i', ?, ?, ?, ?, '2025-01-01T00:00:00.000Z', '2025-01-01T01:00:00.000Z')`,
+          )
+          .run(tokenId, HASH, state, response),
+      );
+    };
+    expect(() => {
+      insertUse('used', null);
+    }).toThrow(/CHECK constraint failed/);
+    expect(() => {
+      insertUse('done', null);
+    }).toThrow(/CHECK constraint failed/);
+    expect(() => {
+      insertUse('pending', '{}');
+    }).toThrow(/CHECK constraint failed/);
+    insertUse('pending', null);
+    insertUse('done', '{}', 'other');
+    expect(() => {
+      insertUse('pending', null);
+    }).toThrow(/UNIQUE constraint failed/);
+    expect(() =>
+      withRawDatabase(temp.dbPath, (db) =>
+        db.prepare(`INSERT INTO counters (counter, "window", count) VALUES ('c', 'total', -1)`).run(),
+      ),
+    ).toThrow(/CHECK constraint failed/);
+  });
+
+  it('upgrades a version-1 database to the latest version, keeping its key rows', async () => {
+    const keys = [
+      keyVersion('demo-release', 1, 'verify-only'),
+      keyVersion('demo-release', 2, 'active', { notAfter: '2030-01-01T00:00:00.000Z' }),
+      keyVersion('old', 1, 'compromised'),
+    ];
+    createVersion1Database(temp.dbPath, keys);
+
+    const store = openSqliteStore({ path: temp.dbPath });
+    try {
+      expect(await store.schemaVersion()).toBe(1);
+      await store.migrate();
+      expect(await store.schemaVersion()).toBe(LATEST_SCHEMA_VERSION);
+      expect(await store.keys.list()).toEqual(
+        [...keys].sort((a, b) => a.name.localeCompare(b.name) || a.version - b.version),
+      );
+      expect((await store.keys.getActive('demo-release'))?.keyId).toBe('demo-release@2');
+      // The new tables are there and work.
+      await expect(
+        store.tokenUses.claim({
+          issuer: 'https://issuer.example',
+          tokenId: 'jti-1',
+          requestHash: HASH,
+          createdAt: '2025-01-01T00:00:00.000Z',
+          expiresAt: '2025-01-01T01:00:00.000Z',
+        }),
+      ).resolves.toEqual({ kind: 'claimed' });
+      await expect(store.counters.consume([{ counter: 'usage:key:demo-release@2', window: 'total', limit: 1 }])).resolves.toEqual({
+        allowed: true,
+      });
+    } finally {
+      await store.close();
+    }
+    const recorded = withRawDatabase(temp.dbPath, (db) =>
+      db.prepare('SELECT version, name FROM schema_migrations ORDER BY version').all(),
+    );
+    expect(recorded).toEqual(MIGRATIONS.map(({ version, name }) => ({ version, name })));
+  });
+
+  it('rolls a failing migration 2 back whole, leaving version 1 and its rows in place', async () => {
+    const keys = [keyVersion('k', 1, 'active')];
+    createVersion1Database(temp.dbPath, keys);
+    // A table in the way of the second CREATE TABLE of migration 2, after the first succeeded.
+    withRawDatabase(temp.dbPath, (db) => db.exec('CREATE TABLE counters (anything TEXT)'));
+
+    const store = openSqliteStore({ path: temp.dbPath });
+    try {
+      await expect(store.migrate()).rejects.toMatchObject({ code: 'STORE_MIGRATION_FAILED' });
+      expect(await store.schemaVersion()).toBe(1);
+      expect(await store.keys.list()).toEqual(keys);
+    } finally {
+      await store.close();
+    }
+    const tables = withRawDatabase(temp.dbPath, (db) =>
+      db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").pluck().all(),
+    );
+    expect(tables).toEqual(['counters', 'health_probe', 'key_versions', 'schema_migrations']);
   });
 
   it('refuses a database whose schema is newer than the code (STORE_CORRUPT)', async () => {

@@ -1,9 +1,9 @@
 /**
  * Shared set-up for the SQLite store tests: a fresh temporary directory per test,
- * well-formed key version records, and a raw better-sqlite3 handle for writing what the
+ * well-formed key version records and token claims, and a raw better-sqlite3 handle for writing what the
  * store itself would refuse to write.
  */
-import { generateKeyPairSync } from 'node:crypto';
+import { createHash, generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -89,4 +89,23 @@ export function openSqliteStoreWithConnection(options: SqliteStoreOptions): {
   } finally {
     pragma.mockRestore();
   }
+}
+
+/** A well-formed request hash (hex SHA-256) derived from `seed`. */
+export function requestHash(seed: string): string {
+  return createHash('sha256').update(seed).digest('hex');
+}
+
+export type TokenUseClaim = Parameters<SignetStore['tokenUses']['claim']>[0];
+
+/** A claim of token `tokenId` of a fixed issuer, valid for an hour from 2025-01-02T03:00Z. */
+export function tokenClaim(tokenId: string, seed = 'request', overrides: Partial<TokenUseClaim> = {}): TokenUseClaim {
+  return {
+    issuer: 'https://token.actions.githubusercontent.com',
+    tokenId,
+    requestHash: requestHash(seed),
+    createdAt: '2025-01-02T03:00:00.000Z',
+    expiresAt: '2025-01-02T04:00:00.000Z',
+    ...overrides,
+  };
 }

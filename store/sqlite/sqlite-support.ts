@@ -1,0 +1,27 @@
+/**
+ * What the SQLite repositories share. Each repository is split in two: synchronous
+ * operations that hold the SQL (and know nothing of queues or transactions), and a
+ * thin public class that hands every call to a `Runner`. The store gives plain
+ * repositories a runner that queues the call, and the repositories of one
+ * `transaction` a runner that executes inside it, so both run the same SQL.
+ */
+import type Database from 'better-sqlite3';
+
+/** Runs one synchronous repository operation in the right context; `what` feeds error messages. */
+export type Runner = <T>(what: string, operation: () => T) => Promise<T>;
+
+/** The connection and its statement cache, as the operations need them. */
+export interface SqliteAccess {
+  readonly db: Database.Database;
+  /** A prepared statement for `sql`, prepared once per connection. */
+  statement(sql: string): Database.Statement;
+}
+
+/**
+ * Read-then-write as one unit: a savepoint inside a transaction, else its own IMMEDIATE
+ * transaction. IMMEDIATE takes the write lock before the read, so no other connection
+ * (or process) can write between what the operation reads and what it writes.
+ */
+export function atomically<T>(access: SqliteAccess, operation: () => T): T {
+  return access.db.transaction(operation).immediate();
+}
