@@ -365,7 +365,8 @@ class SqliteStore implements SignetStore {
         outcomes.push({ ok: true, value });
       } catch (error) {
         try {
-          if (this.#db.inTransaction) {
+          // The failed call may have made SQLite abort the whole transaction itself.
+          if (this.#transactionStillOpen()) {
             this.#statement('ROLLBACK TO signet_call').run();
             this.#statement('RELEASE signet_call').run();
           }
@@ -386,6 +387,11 @@ class SqliteStore implements SignetStore {
       if (outcome?.ok === true) call.resolve(outcome.value);
       else call.reject(outcome?.error);
     });
+  }
+
+  /** Read through a method so the compiler does not carry an earlier check past a call that may change it. */
+  #transactionStillOpen(): boolean {
+    return this.#db.inTransaction;
   }
 
   /** Runs `operation` alone on the connection, after every call queued before it. */
