@@ -14,7 +14,9 @@
  * The load generator runs on the same machine as the service and the token, so all
  * three share the machine's cores; the figures are for that set-up.
  *
- * Options: --seconds S (per phase, default 10), --connections N (default 16), --json.
+ * Options: --seconds S (per phase, default 10), --connections N (default 16), --json,
+ * --only signing|log, --log-entries N (default 1,000,000). The log figures are in
+ * bench/log-bench.ts.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -32,12 +34,20 @@ import { loadPolicyFile } from '../policy/load.js';
 import { createPipelineTokenVerifier } from '../policy/oidc/verifier.js';
 import { openStore } from '../store/open-store.js';
 import { closedLoop, openLoop, type LoadResult, type LoadTarget } from './load.js';
+import { runLogBench } from './log-bench.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const cli = join(here, '..', 'cli', 'main.js');
 
 const { values } = parseArgs({
-  options: { seconds: { type: 'string' }, connections: { type: 'string' }, json: { type: 'boolean' }, keep: { type: 'boolean' } },
+  options: {
+    seconds: { type: 'string' },
+    connections: { type: 'string' },
+    json: { type: 'boolean' },
+    keep: { type: 'boolean' },
+    only: { type: 'string' },
+    'log-entries': { type: 'string' },
+  },
 });
 const seconds = Number(values.seconds ?? '10');
 const connections = Number(values.connections ?? '16');
@@ -196,7 +206,46 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((error: unknown) => {
+async function logFigures(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'signet-bench-log-'));
+  try {
+    const r = await runLogBench(dir, { entries: Number(values['log-entries'] ?? '1000000'), seconds: Math.min(seconds, 5), log });
+    if (values.json === true) {
+      process.stdout.write(`${JSON.stringify({ log: r }, null, 2)}\n`);
+      return;
+    }
+    process.stdout.write(
+      [
+        '',
+        `durable log appends (${r.appendConcurrency} concurrent)  ${r.durableAppendsPerSecond.toFixed(0)}/s   (target ≥ 5,000/s)`,
+        `inclusion proof, ${r.entries}-entry log     median ${r.inclusionProofMedianMs.toFixed(3)} ms, p99 ${r.inclusionProofP99Ms.toFixed(3)} ms   (target < 1 ms median)`,
+        `signet log verify, ${r.entries} entries    ${r.verifySeconds.toFixed(1)} s   (target < 20 s)`,
+        `building that log (10k-entry batches)     ${r.buildSeconds.toFixed(1)} s`,
+        `inclusion promises (HSM, 16 concurrent)   ${r.inclusionPromisesPerSecond.toFixed(0)}/s`,
+        '',
+      ].join('\n'),
+    );
+  } finally {
+    if (values.keep !== true) rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function all(): Promise<void> {
+  if (values.only === 'log') {
+    await logFigures();
+    return;
+  }
+  await main();
+  if (values.only === 'signing') return;
+  // SoftHSM reads SOFTHSM2_CONF once per process: the log figures use a token of their
+  // own, so they run in a fresh process.
+  const { spawnSync } = await import('node:child_process');
+  const passthrough = process.argv.slice(2).filter((arg) => arg !== '--only');
+  const child = spawnSync(process.execPath, [fileURLToPath(import.meta.url), ...passthrough, '--only', 'log'], { stdio: 'inherit' });
+  if (child.status !== 0) process.exitCode = child.status ?? 1;
+}
+
+all().catch((error: unknown) => {
   process.stderr.write(`bench failed: ${error instanceof Error ? error.stack ?? error.message : String(error)}\n`);
   process.exitCode = 1;
 });

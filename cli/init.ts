@@ -23,6 +23,7 @@ export const DEV_TOKEN_LABEL = 'signet-dev';
 export const DEV_PROJECT = 'example';
 export const DEV_KEY_NAME = 'demo-release';
 export const DEV_ISSUER_NAME = 'dev';
+export const DEV_LOG_KEY_NAME = 'signet-log';
 
 export interface InitOptions {
   readonly dir: string;
@@ -105,6 +106,8 @@ export async function runInit(options: InitOptions): Promise<InitResult> {
     const store = await openStore({ driver: 'sqlite', sqlite: { path: path('signet.db') } });
     try {
       keyId = (await createSigningKey(hsm, store, DEV_KEY_NAME, 'ecdsa-p256')).keyId;
+      // The transparency log's checkpoint key: ECDSA P-256 (SIGSTORE-NOTES.md), in the token.
+      await createSigningKey(hsm, store, DEV_LOG_KEY_NAME, 'ecdsa-p256');
     } finally {
       await store.close();
     }
@@ -149,6 +152,8 @@ export async function runInit(options: InitOptions): Promise<InitResult> {
     },
     storage: { driver: 'sqlite', sqlite: { path: 'signet.db' } },
     policy: { file: 'policy.yaml' },
+    // The checkpoint signer name: the service's host without the port, plus /log.
+    log: { origin: '127.0.0.1/log', keyName: DEV_LOG_KEY_NAME },
     oidc: {
       audience: DEV_AUDIENCE,
       issuers: [{ name: DEV_ISSUER_NAME, issuer: DEV_ISSUER, preset: 'github-actions', jwks: { file: 'oidc/dev-issuer-jwks.json' } }],

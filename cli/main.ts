@@ -10,6 +10,7 @@ import { isSignetError } from '../errors/signet-error.js';
 import { DEV_AUDIENCE, mintDevToken } from './dev-issuer.js';
 import { CliError } from './errors.js';
 import { runInit } from './init.js';
+import { runLogVerify } from './log-verify.js';
 import { runKeysCreate, runKeysList } from './keys.js';
 import { readClientProfile } from './profile.js';
 import { runServe } from './serve.js';
@@ -26,6 +27,9 @@ const USAGE = `usage: signet <command> [options]
                                                writes the signature and <out>.receipt.json
   dev-token --dir D [--claim name=value …] [--expires-in SECONDS]
                                                development only: an id token from the dev issuer made by init
+  log verify (--url U --ca F | --db FILE --origin O) [--public-key F] [--checkpoint F] [--json]
+                                               recompute the whole log, check every checkpoint; exit 1
+                                               naming the first bad index
   keys list (--dir D | --url U --ca F)         list signing keys (public endpoint)
   keys create --config F --name N [--algorithm ecdsa-p256|ecdsa-p384|ed25519|rsa-pss-3072|rsa-pss-4096]
                                                development only: generate a key version in the HSM
@@ -137,6 +141,35 @@ async function main(argv: string[]): Promise<number> {
       const token = await mintDevToken({ privateJwkFile: join(v.dir, 'oidc', 'dev-issuer-key.json'), audience: DEV_AUDIENCE, claims, expiresInSeconds: expiresIn });
       process.stdout.write(`${token}\n`);
       return 0;
+    }
+    case 'log': {
+      const [sub, ...args] = rest;
+      if (sub !== 'verify') throw new CliError('USAGE', 'log takes verify');
+      const v = parse(args, {
+        url: { type: 'string' },
+        ca: { type: 'string' },
+        db: { type: 'string' },
+        origin: { type: 'string' },
+        'public-key': { type: 'string' },
+        checkpoint: { type: 'string' },
+        json: { type: 'boolean' },
+      });
+      const result = await runLogVerify({
+        url: str(v, 'url'),
+        ca: str(v, 'ca'),
+        db: str(v, 'db'),
+        origin: str(v, 'origin'),
+        publicKey: str(v, 'public-key'),
+        checkpoint: str(v, 'checkpoint'),
+      });
+      for (const warning of result.warnings) process.stderr.write(`signet: warning: ${warning}\n`);
+      const summary = result.ok
+        ? `log verified: ${result.entries} entries, ${result.checkpoints} checkpoints${result.extendsSavedCheckpoint === true ? ', extends the saved checkpoint' : ''}`
+        : result.problem !== null
+          ? `LOG_INVALID at index ${result.problem.index}: ${result.problem.message}`
+          : 'LOG_INVALID: the log does not extend the saved checkpoint';
+      print(v.json === true, result, summary);
+      return result.ok ? 0 : 1;
     }
     case 'keys': {
       const [sub, ...args] = rest;

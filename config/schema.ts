@@ -65,6 +65,14 @@ export const configSchema = z
       })
       .strict(),
     policy: z.object({ file: z.string().min(1) }).strict(),
+    log: z
+      .object({
+        /** Checkpoint signer name and C2SP origin, e.g. `signet.example.com/log` (letters, digits, ".", "/", "-"). */
+        origin: z.string().regex(/^[A-Za-z0-9.\-/]{1,255}$/, 'letters, digits, ".", "/" and "-" only'),
+        /** The ECDSA P-256 key (its name) that signs checkpoints; never usable by a project. */
+        keyName: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/).default('signet-log'),
+      })
+      .strict(),
     /** Issuers of the CI id tokens that POST /v1/sign requires. */
     oidc: oidcSchema,
     logging: z

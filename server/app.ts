@@ -18,6 +18,7 @@ import { signRequest, type SignRequestDependencies } from '../service/sign-reque
 import { requireClientCertificate, type ClientCertificateVariables } from './client-certificate.js';
 import { HttpError, mapError } from './http-errors.js';
 import { BODY_TOO_LARGE } from './https-listener.js';
+import { addLogRoutes } from './log-routes.js';
 import type { Logger } from './logger.js';
 import {
   ErrorSchema,
@@ -173,7 +174,7 @@ export function createApp(deps: AppDependencies): OpenAPIHono<AppEnv> {
     const body = c.req.valid('json');
     const answer = await signRequest(
       deps,
-      { client: c.get('clientCertificate'), bearerToken: bearerToken(c.req.header('authorization')) },
+      { requestId: c.get('requestId'), client: c.get('clientCertificate'), bearerToken: bearerToken(c.req.header('authorization')) },
       {
         project: body.project,
         keyId: body.keyId,
@@ -190,7 +191,7 @@ export function createApp(deps: AppDependencies): OpenAPIHono<AppEnv> {
       return c.json({ ...decision, reasons: [...answer.reasons], ...(keyId === undefined ? {} : { keyId }), requestId: c.get('requestId') }, 200);
     }
     c.set('signature', { project: body.project, keyId: answer.keyId, format: answer.format, digestAlgorithm: answer.digest.algorithm });
-    return c.json({ ...answer, requestId: c.get('requestId') }, 200);
+    return c.json({ ...answer, log: { ...answer.log, inclusionProof: [...answer.log.inclusionProof] }, requestId: c.get('requestId') }, 200);
   });
 
   app.openapi(listKeysRoute, async (c) => {
@@ -202,6 +203,8 @@ export function createApp(deps: AppDependencies): OpenAPIHono<AppEnv> {
     const key = await resolveKey(deps.store, c.req.valid('param').keyId);
     return c.json(publicKeyView(key), 200);
   });
+
+  addLogRoutes(app, deps.log, deps.store);
 
   app.openapi(healthRoute, (c) => c.json({ status: 'ok' as const }, 200));
 

@@ -65,6 +65,19 @@ export const SignResponseSchema = z
     digest: z.object({ algorithm: z.enum(DIGEST_ALGORITHMS), value: z.string() }),
     policy: z.object({ sha256: z.string() }),
     identity: z.object({ issuer: z.string(), subject: z.string() }),
+    log: z
+      .object({
+        index: z.number().int(),
+        leafHash: z.string().openapi({ description: 'Base64 SHA-256(0x00 ‖ leaf)' }),
+        treeSize: z.number().int(),
+        rootHash: z.string(),
+        inclusionProof: z.array(z.string()),
+        checkpoint: z.string().openapi({ description: 'C2SP signed note the proof is against' }),
+        integratedTime: z.number().int(),
+        inclusionPromise: z.string().nullable().openapi({ description: 'Signed entry timestamp; made for Sigstore bundles only' }),
+        decisionIndex: z.number().int().nullable(),
+      })
+      .openapi('LogReceipt'),
     requestId: z.string(),
   })
   .openapi('SignResponse');

@@ -4,16 +4,19 @@
  *   client certificate (mTLS, checked by the HTTP layer)
  *   → pipeline identity (OIDC id token)
  *   → digest (or the manifest, hashed here)
- *   → policy decision
+ *   → policy decision                 (a deny is logged, then refused)
  *   → single use of the token (an identical retry gets the first answer back)
- *   → rate and usage limits
+ *   → rate and usage limits           (past a limit: logged as a deny)
+ *   → decision entry in the transparency log, durable  ← audit first, fail closed
  *   → HSM
+ *   → signature entry in the log, durable, and its receipt (proof + checkpoint)
  *   → answer (stored for retries)
  *
  * Each step is behind a small interface so this file reads as the invariant it
  * enforces: nothing reaches the HSM unless the client, the pipeline identity, the key,
  * the digest algorithm and the format are allowed, the token was not used for another
- * request, the limits hold, and the key version is active. A refused request consumes
+ * request, the limits hold, the key version is active, and the decision is in the log;
+ * no signature leaves unless its log entry is durable. A refused request consumes
  * neither the token nor a limit.
  */
 import { createHash } from 'node:crypto';
@@ -27,6 +30,8 @@ import { IdentityError, type PipelineTokenVerifier, type VerifiedIdentity } from
 import { DIGEST_LENGTHS, type DigestAlgorithm, type KeyAlgorithm } from '../signer/algorithms.js';
 import { IMPLEMENTED_FORMATS, type SignatureFormat } from '../signer/formats.js';
 import type { HsmSigner } from '../signer/types.js';
+import { DECISION_KIND, decisionLeaf, HASHEDREKORD_KIND, hashedRekordLeaf, type DecisionEntry } from '../log/entries.js';
+import type { LogReceipt, TransparencyLog } from '../log/transparency-log.js';
 import type { CounterIncrement, SignetStore, TokenUseRecord } from '../store/store.js';
 import { SignError } from './errors.js';
 
@@ -62,6 +67,8 @@ export interface SignAnswer {
   readonly digest: { readonly algorithm: DigestAlgorithm; readonly value: string };
   readonly policy: { readonly sha256: string };
   readonly identity: { readonly issuer: string; readonly subject: string };
+  /** The signature's log entry, with its inclusion proof and the signed checkpoint. */
+  readonly log: LogReceipt;
 }
 
 export interface DryRunAnswer {
@@ -84,9 +91,13 @@ export interface SignRequestDependencies {
   readonly tokenLeewaySeconds: number;
   /** How long an identical retry waits for the first request with its token to finish. */
   readonly retryWaitMs?: number;
+  readonly log: TransparencyLog;
+  /** The claims of an identity worth keeping in the log (strings only; never the token). */
+  readonly summarizeIdentity: (identity: VerifiedIdentity) => Readonly<Record<string, string>>;
 }
 
 export interface SignCaller {
+  readonly requestId: string;
   readonly client: ClientCertificateIdentity;
   /** The bearer token as sent, or undefined. Never logged, never echoed. */
   readonly bearerToken: string | undefined;
@@ -124,7 +135,26 @@ export async function signRequest(deps: SignRequestDependencies, caller: SignCal
     const keyId = decision.allow ? (await resolveKey(deps.store, request.keyId ?? decision.keyName)).keyId : undefined;
     return { dryRun: true, allow: decision.allow, reasons: decision.reasons, keyId, policy: { sha256: policy.sha256 } };
   }
+  const audit = (outcome: 'allow' | 'deny', reasons: readonly DenyReason[], keyId: string | null): DecisionEntry => ({
+    decision: outcome,
+    reasons,
+    requestId: caller.requestId,
+    project: request.project,
+    keyId,
+    format: request.format,
+    digest: { algorithm: digest.algorithm, value: digest.value.toString('hex') },
+    manifest: request.payload !== undefined,
+    identity: { issuer: identity.issuer, subject: identity.subject, claims: deps.summarizeIdentity(identity) },
+    client: { fingerprint: caller.client.fingerprint, subject: caller.client.subject, issuer: caller.client.issuer },
+    policySha256: policy.sha256,
+    time: now.toISOString(),
+  });
+  const integratedTime = Math.floor(now.getTime() / 1000);
+  const logDecision = (entry: DecisionEntry): Promise<number[]> =>
+    deps.log.append([{ kind: DECISION_KIND, leaf: decisionLeaf(entry), integratedTime, linkedIndex: null }]);
+
   if (!decision.allow) {
+    await logDecision(audit('deny', decision.reasons, request.keyId ?? null));
     throw new SignError('POLICY_DENIED', 'the project policy does not allow this request', decision.reasons);
   }
   if (!IMPLEMENTED_FORMATS.has(request.format)) {
@@ -143,17 +173,36 @@ export async function signRequest(deps: SignRequestDependencies, caller: SignCal
   // be retried, because nothing was signed.
   let answer: SignAnswer;
   try {
-    await consumeLimits(deps, request.project, identity, key.keyId, decision.limits, now);
+    const refusal = await consumeLimits(deps, request.project, identity, key.keyId, decision.limits, now);
+    if (refusal !== undefined) {
+      await logDecision(audit('deny', refusal.reasons, key.keyId));
+      throw refusal;
+    }
+    // Audit first: the allow is durable in the log before the HSM is asked to sign.
+    const [decisionIndex = -1] = await logDecision(audit('allow', [], key.keyId));
     const signature = await deps.hsm.signDigest(keyRef(key), digest);
+    const signatureBase64 = signature.toString('base64');
+    const hexDigest = digest.value.toString('hex');
+    // And the signature is durable in the log before anyone sees it.
+    const [signatureIndex = -1] = await deps.log.append([
+      {
+        kind: HASHEDREKORD_KIND,
+        leaf: hashedRekordLeaf({ digest: { algorithm: digest.algorithm, value: hexDigest }, signatureBase64, publicKeyPem: key.publicKeyPem }),
+        integratedTime,
+        linkedIndex: decisionIndex,
+      },
+    ]);
+    const receipt = await deps.log.receipt(signatureIndex, { decisionIndex, integratedTime });
     answer = {
       keyId: key.keyId,
       keyName: key.name,
       algorithm: key.algorithm,
       format: request.format,
-      signature: signature.toString('base64'),
-      digest: { algorithm: digest.algorithm, value: digest.value.toString('hex') },
+      signature: signatureBase64,
+      digest: { algorithm: digest.algorithm, value: hexDigest },
       policy: { sha256: policy.sha256 },
       identity: { issuer: identity.issuer, subject: identity.subject },
+      log: receipt,
     };
   } catch (error) {
     await deps.store.tokenUses.release(identity.issuer, identity.tokenId, requestHash).catch(() => undefined);
@@ -208,7 +257,7 @@ async function consumeLimits(
   keyId: string,
   limits: ApplicableLimits,
   now: Date,
-): Promise<void> {
+): Promise<SignError | undefined> {
   const minute = now.toISOString().slice(0, 16);
   const increments: CounterIncrement[] = [];
   if (limits.projectPerMinute !== undefined) increments.push({ counter: `rate:project:${project}`, window: minute, limit: limits.projectPerMinute });
@@ -217,16 +266,16 @@ async function consumeLimits(
     increments.push({ counter: `rate:identity:${project}:${who}`, window: minute, limit: limits.identityPerMinute });
   }
   if (limits.keyUsage !== undefined) increments.push({ counter: `usage:key:${project}:${keyId}`, window: 'total', limit: limits.keyUsage });
-  if (increments.length === 0) return;
+  if (increments.length === 0) return undefined;
   const outcome = await deps.store.counters.consume(increments);
-  if (outcome.allowed) return;
+  if (outcome.allowed) return undefined;
   const reasons: DenyReason[] = outcome.exceeded.map((counter) =>
     counter.startsWith('usage:')
       ? { code: 'USAGE_LIMIT_REACHED', message: `key ${keyId} reached its usage limit for this project` }
       : { code: 'RATE_LIMITED', message: counter.startsWith('rate:project:') ? 'the project signing rate limit is reached' : 'the signing rate limit of this pipeline identity is reached' },
   );
-  if (reasons.every((r) => r.code === 'RATE_LIMITED')) throw new SignError('RATE_LIMITED', 'rate limit reached; retry in the next minute', reasons);
-  throw new SignError('POLICY_DENIED', 'the project policy does not allow this request', reasons);
+  if (reasons.every((r) => r.code === 'RATE_LIMITED')) return new SignError('RATE_LIMITED', 'rate limit reached; retry in the next minute', reasons);
+  return new SignError('POLICY_DENIED', 'the project policy does not allow this request', reasons);
 }
 
 /**

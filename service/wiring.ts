@@ -8,7 +8,11 @@ import { readFileSync } from 'node:fs';
 import { readSecret } from '../config/load.js';
 import { ConfigError } from '../config/errors.js';
 import type { SignetConfig } from '../config/schema.js';
-import { assertKeysPresent } from '../keyrotation/signing-keys.js';
+import { KeyError } from '../keyrotation/errors.js';
+import { assertKeysPresent, keyRef } from '../keyrotation/signing-keys.js';
+import { TransparencyLog } from '../log/transparency-log.js';
+import { PolicyError } from '../policy/errors.js';
+import { identitySummary } from '../policy/oidc/presets.js';
 import { loadPolicyFile, type LoadedPolicy } from '../policy/load.js';
 import type { PipelineTokenVerifier } from '../policy/oidc/types.js';
 import { createPipelineTokenVerifier } from '../policy/oidc/verifier.js';
@@ -21,6 +25,8 @@ import { openStore } from '../store/open-store.js';
 import type { SignetStore } from '../store/store.js';
 
 export interface RunningService {
+  /** The HSM adapter in use (for operations and tests; it holds no secret itself). */
+  readonly hsm: Hsm;
   readonly port: number;
   readonly url: string;
   readonly logger: Logger;
@@ -59,13 +65,17 @@ export async function startService(config: Readonly<SignetConfig>, options: Star
 
   const openedStore = await openStoreChecked(config, hsm);
   let tokens: PipelineTokenVerifier;
+  let log: TransparencyLog;
   try {
+    assertPolicyKeepsLogKey(policy, config.log.keyName);
     tokens = createPipelineTokenVerifier(config.oidc, { logger });
+    log = await openTransparencyLog(config, hsm, openedStore);
   } catch (error) {
     await openedStore.close();
     await hsm.close();
     throw error;
   }
+  const presets = new Map(config.oidc.issuers.map((issuer) => [issuer.name, issuer.preset]));
 
   let stopping = false;
   let inFlight = 0;
@@ -73,6 +83,8 @@ export async function startService(config: Readonly<SignetConfig>, options: Star
     hsm,
     store: openedStore,
     tokens,
+    log,
+    summarizeIdentity: (identity) => identitySummary(presets.get(identity.issuerName) ?? 'generic', identity.claims),
     now: () => new Date(),
     tokenLeewaySeconds: config.oidc.leewaySeconds,
     currentPolicy: () => policy,
@@ -126,11 +138,13 @@ export async function startService(config: Readonly<SignetConfig>, options: Star
   let stopped: Promise<void> | undefined;
   const openListener = listener;
   return {
+    hsm,
     port,
     url,
     logger,
     reloadPolicy: () => {
       const next = loadPolicyFile(config.policy.file);
+      assertPolicyKeepsLogKey(next, config.log.keyName);
       policy = next;
       logger.info({ policySha256: next.sha256 }, 'policy reloaded');
       return next;
@@ -149,6 +163,36 @@ export async function startService(config: Readonly<SignetConfig>, options: Star
       return stopped;
     },
   };
+}
+
+/**
+ * The log key signs checkpoints only. A policy naming it for a project would let a
+ * pipeline make signatures that look like the log's own, so such a policy is refused.
+ */
+function assertPolicyKeepsLogKey(policy: LoadedPolicy, logKeyName: string): void {
+  const offending = Object.entries(policy.document.projects)
+    .filter(([, project]) => project.keys.includes(logKeyName))
+    .map(([name]) => name);
+  if (offending.length > 0) {
+    throw new PolicyError('POLICY_INVALID', `the log key "${logKeyName}" may not be used by projects: ${offending.join(', ')}`);
+  }
+}
+
+/** The log with its HSM key (the active version of `log.keyName`), and a checkpoint for its current size. */
+async function openTransparencyLog(config: Readonly<SignetConfig>, hsm: Hsm, store: SignetStore): Promise<TransparencyLog> {
+  const key = await store.keys.getActive(config.log.keyName);
+  if (key === null) {
+    throw new KeyError('KEY_NOT_FOUND', `no active log key "${config.log.keyName}" (signet init makes one; production: signet keys create)`);
+  }
+  if (key.algorithm !== 'ecdsa-p256') throw new KeyError('KEY_ID_INVALID', `the log key must be ecdsa-p256 (it is ${key.algorithm})`);
+  const log = new TransparencyLog({
+    store,
+    origin: config.log.origin,
+    publicKeyPem: key.publicKeyPem,
+    sign: (digest) => hsm.signDigest(keyRef(key), { algorithm: 'sha256', value: digest }),
+  });
+  await log.open();
+  return log;
 }
 
 /** Opens storage and checks every live key is in the token; on failure closes the HSM too. */

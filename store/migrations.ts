@@ -157,6 +157,83 @@ CREATE TABLE counters (
 );
 `,
   }),
+  Object.freeze({
+    version: 3,
+    name: 'transparency log',
+    // log_entries: one row per leaf, idx contiguous from 0 (the store appends at
+    // max(idx) + 1 under the write lock). leaf_hash is derived from leaf and kept so a
+    // leaf can be found by its hash. It is not unique, since nothing forbids two
+    // identical leaves, and only its first 8 bytes are indexed: SHA-256 output is
+    // uniformly spread, so 8 bytes select one row in practice, and an index less than
+    // half the size keeps more of it cached; its random inserts are what bulk appends
+    // spend most of their time on. Lookups compare the prefix through the index, then
+    // the whole hash. A linked entry is always an earlier one.
+    //
+    // log_nodes: the hash of every perfect subtree (log/merkle.ts), written once its
+    // leaves are all present and never changed. The primary key is the only access path,
+    // so SQLite keeps the rows in it directly (WITHOUT ROWID).
+    //
+    // log_checkpoints: the signed notes, one per tree size.
+    //
+    // The CHECKs repeat the store's own validation (hash lengths, the kind alphabet), so
+    // a write that bypasses the store still cannot plant a malformed row.
+    sqlite: `
+CREATE TABLE log_entries (
+  idx             INTEGER NOT NULL PRIMARY KEY CHECK (idx >= 0),
+  kind            TEXT    NOT NULL
+    CHECK (length(kind) BETWEEN 1 AND 64 AND kind NOT GLOB '*[^a-z0-9./_-]*'),
+  leaf            BLOB    NOT NULL CHECK (length(leaf) BETWEEN 1 AND 1048576),
+  leaf_hash       BLOB    NOT NULL CHECK (length(leaf_hash) = 32),
+  integrated_time INTEGER NOT NULL CHECK (integrated_time >= 0),
+  linked_idx      INTEGER REFERENCES log_entries (idx) CHECK (linked_idx >= 0 AND linked_idx < idx)
+) STRICT;
+
+CREATE INDEX log_entries_leaf_hash_prefix ON log_entries (substr(leaf_hash, 1, 8));
+
+CREATE TABLE log_nodes (
+  level INTEGER NOT NULL CHECK (level BETWEEN 0 AND 53),
+  idx   INTEGER NOT NULL CHECK (idx >= 0),
+  hash  BLOB    NOT NULL CHECK (length(hash) = 32),
+  PRIMARY KEY (level, idx)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE log_checkpoints (
+  size       INTEGER NOT NULL PRIMARY KEY CHECK (size >= 0),
+  root_hash  BLOB    NOT NULL CHECK (length(root_hash) = 32),
+  note       TEXT    NOT NULL CHECK (length(note) > 0),
+  created_at TEXT    NOT NULL
+) STRICT;
+`,
+    // BYTEA for the blobs, BIGINT for indexes and sizes (SQLite's INTEGER is 64-bit).
+    // kind is COLLATE "C" so that the regular expression's ranges mean ASCII letters and
+    // digits whatever collation the database was created with.
+    postgres: `
+CREATE TABLE log_entries (
+  idx             BIGINT NOT NULL PRIMARY KEY CHECK (idx >= 0),
+  kind            TEXT COLLATE "C" NOT NULL CHECK (kind ~ '^[a-z0-9./_-]{1,64}$'),
+  leaf            BYTEA  NOT NULL CHECK (octet_length(leaf) BETWEEN 1 AND 1048576),
+  leaf_hash       BYTEA  NOT NULL CHECK (octet_length(leaf_hash) = 32),
+  integrated_time BIGINT NOT NULL CHECK (integrated_time >= 0),
+  linked_idx      BIGINT REFERENCES log_entries (idx) CHECK (linked_idx >= 0 AND linked_idx < idx)
+);
+
+CREATE INDEX log_entries_leaf_hash_prefix ON log_entries (substring(leaf_hash FROM 1 FOR 8));
+
+CREATE TABLE log_nodes (
+  level INTEGER NOT NULL CHECK (level BETWEEN 0 AND 53),
+  idx   BIGINT  NOT NULL CHECK (idx >= 0),
+  hash  BYTEA   NOT NULL CHECK (octet_length(hash) = 32),
+  PRIMARY KEY (level, idx)
+);
+
+CREATE TABLE log_checkpoints (
+  size       BIGINT NOT NULL PRIMARY KEY CHECK (size >= 0),
+  root_hash  BYTEA  NOT NULL CHECK (octet_length(root_hash) = 32),
+  note       TEXT   NOT NULL CHECK (length(note) > 0),
+  created_at TEXT   NOT NULL
+);
+`,
+  }),
 ]);
 
 /** The schema version this code produces: the last migration's. */

@@ -106,10 +106,72 @@ export interface CounterRepository {
   purgeWindowsBefore(window: string): Promise<number>;
 }
 
+/** A perfect Merkle subtree: leaves [index·2^level, (index+1)·2^level) (log/merkle.ts). */
+export interface LogNodeRef {
+  readonly level: number;
+  readonly index: number;
+}
+
+export interface LogEntryInput {
+  /** Entry kind, e.g. `signet.decision/v1` or `hashedrekord/0.0.1`. */
+  readonly kind: string;
+  /** The exact leaf bytes (canonical JSON). */
+  readonly leaf: Buffer;
+  /** Seconds since the epoch at which the log integrated the entry. */
+  readonly integratedTime: number;
+  /** Index of a related earlier entry (a signature's decision), or null. */
+  readonly linkedIndex: number | null;
+}
+
+export interface LogEntryRecord extends LogEntryInput {
+  readonly index: number;
+  /** SHA-256(0x00 ‖ leaf) (RFC 9162 §2.1.1). */
+  readonly leafHash: Buffer;
+}
+
+export interface CheckpointRecord {
+  readonly size: number;
+  readonly rootHash: Buffer;
+  /** The whole signed note (C2SP signed-note text). */
+  readonly note: string;
+  readonly createdAt: string;
+}
+
+/**
+ * The transparency log's storage: entries with contiguous indexes from 0, the hashes of
+ * every perfect Merkle subtree (so roots and proofs need O(log n) node reads, never a
+ * pass over all leaves), and the signed checkpoints.
+ */
+export interface LogRepository {
+  /**
+   * Appends `entries` at the end of the log, in order, with every Merkle node they
+   * complete, atomically (all or none). Returns the index of the first and the new size.
+   */
+  append(entries: readonly LogEntryInput[]): Promise<{ readonly firstIndex: number; readonly size: number }>;
+  size(): Promise<number>;
+  entry(index: number): Promise<LogEntryRecord | null>;
+  /** Entries [start, end), at most 1000. */
+  entries(start: number, end: number): Promise<LogEntryRecord[]>;
+  indexOfLeafHash(leafHash: Buffer): Promise<number | null>;
+  /** The stored hashes of these nodes, keyed by `${level}:${index}`; STORE_NOT_FOUND if one is missing. */
+  nodes(refs: readonly LogNodeRef[]): Promise<Map<string, Buffer>>;
+  /**
+   * Records a signed checkpoint. STORE_CONFLICT if one of the same size has another
+   * root, or if its size is smaller than the latest (checkpoints never go back).
+   * Recording the same checkpoint again is a no-op.
+   */
+  addCheckpoint(checkpoint: CheckpointRecord): Promise<void>;
+  latestCheckpoint(): Promise<CheckpointRecord | null>;
+  checkpoint(size: number): Promise<CheckpointRecord | null>;
+  /** Checkpoints with size > afterSize, oldest first, at most `limit` (≤ 1000). */
+  checkpoints(afterSize: number, limit: number): Promise<CheckpointRecord[]>;
+}
+
 export interface StoreTransaction {
   readonly keys: KeyRepository;
   readonly tokenUses: TokenUseRepository;
   readonly counters: CounterRepository;
+  readonly log: LogRepository;
 }
 
 export interface SignetStore extends StoreTransaction {

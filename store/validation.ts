@@ -14,11 +14,15 @@
 import { Buffer } from 'node:buffer';
 import { isKeyAlgorithm } from '../signer/algorithms.js';
 import { StoreError } from './errors.js';
+import { HASH_SIZE, leafHash, nodeKey, type NodeRef } from '../log/merkle.js';
 import {
   KEY_STATES,
+  type CheckpointRecord,
   type CounterIncrement,
   type KeyState,
   type KeyVersionRecord,
+  type LogEntryInput,
+  type LogEntryRecord,
   type TokenUseRecord,
 } from './store.js';
 
@@ -407,4 +411,262 @@ export function countFromRow(value: unknown): number {
     throw new StoreError('STORE_CORRUPT', 'a stored counter has an invalid count');
   }
   return count;
+}
+
+// ---------------------------------------------------------------------------------
+// Transparency log
+
+/** Entry kinds: short, lower-case, and safe in URLs and log lines (`signet.decision/v1`). */
+const LOG_KIND = /^[a-z0-9./_-]{1,64}$/;
+/** Largest leaf, in bytes. Leaves are canonical JSON of one decision or signature. */
+export const MAX_LEAF_BYTES = 1_048_576;
+/**
+ * Most entries one `append` takes. An append runs as one synchronous step on the
+ * connection, so this bounds how long it holds the event loop and the write lock.
+ */
+export const MAX_APPEND_ENTRIES = 10_000;
+/** Widest range `entries` serves (store.ts). */
+export const MAX_ENTRY_RANGE = 1_000;
+/** Largest `limit` of `checkpoints` (store.ts). */
+export const MAX_CHECKPOINT_LIMIT = 1_000;
+/** Most nodes one `nodes` call reads: a few proofs' worth is ~200; tiles need 256 each. */
+export const MAX_NODE_REFS = 4_096;
+/** Longest signed note, in UTF-16 units: a note with a handful of cosignatures is < 2 KiB. */
+export const MAX_NOTE_LENGTH = 65_536;
+/** Deepest node of a tree of at most 2^53 leaves (log/merkle.ts). */
+const MAX_NODE_LEVEL = 53;
+
+function isLogIndex(value: unknown): value is number {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
+}
+
+/** Numbers in messages, whatever a caller passed. */
+export function describeNumber(value: unknown): string {
+  return typeof value === 'number' && Number.isFinite(value) ? String(value) : `(${typeof value})`;
+}
+
+/** A log index, size or bound argument: a safe integer ≥ 0; TypeError otherwise. */
+export function requireLogIndex(field: string, value: unknown): number {
+  if (!isLogIndex(value)) throw new TypeError(`${field} must be a safe integer >= 0, got ${describeNumber(value)}`);
+  return value;
+}
+
+function asBuffer(value: Uint8Array): Buffer {
+  return Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+}
+
+/**
+ * The entries of one append, checked and copied into frozen records (a caller changing
+ * its objects later changes nothing; the leaf bytes are used as given, within the same
+ * synchronous step that hashes and writes them). Whether each linkedIndex names an
+ * earlier entry depends on where the batch lands: see `requireLinksBefore`.
+ */
+export function requireLogEntryInputs(value: unknown): readonly LogEntryInput[] {
+  if (!Array.isArray(value)) throw new TypeError('log entries must be an array');
+  const items = value as readonly unknown[];
+  if (items.length > MAX_APPEND_ENTRIES) {
+    throw new TypeError(`at most ${MAX_APPEND_ENTRIES} log entries per append, got ${items.length}`);
+  }
+  const entries: LogEntryInput[] = [];
+  for (let position = 0; position < items.length; position += 1) {
+    const item = items[position];
+    if (typeof item !== 'object' || item === null) throw new TypeError(`log entry ${position} is not an object`);
+    const { kind, leaf, integratedTime, linkedIndex } = item as Record<string, unknown>;
+    const problems: string[] = [];
+    if (typeof kind !== 'string' || !LOG_KIND.test(kind)) problems.push('kind');
+    const leafOk = leaf instanceof Uint8Array && leaf.byteLength >= 1 && leaf.byteLength <= MAX_LEAF_BYTES;
+    if (!leafOk) problems.push('leaf');
+    if (!isLogIndex(integratedTime)) problems.push('integratedTime');
+    if (linkedIndex !== null && !isLogIndex(linkedIndex)) problems.push('linkedIndex');
+    if (problems.length > 0) throw new TypeError(`invalid log entry ${position}: bad ${problems.join(', ')}`);
+    entries.push(
+      Object.freeze({
+        kind: kind as string,
+        leaf: asBuffer(leaf as Uint8Array),
+        integratedTime: integratedTime as number,
+        linkedIndex: linkedIndex as number | null,
+      }),
+    );
+  }
+  return Object.freeze(entries);
+}
+
+/** TypeError unless every linkedIndex names an entry before its own, once the batch starts at `firstIndex`. */
+export function requireLinksBefore(entries: readonly LogEntryInput[], firstIndex: number): void {
+  entries.forEach((entry, position) => {
+    const index = firstIndex + position;
+    if (entry.linkedIndex !== null && entry.linkedIndex >= index) {
+      throw new TypeError(
+        `invalid log entry ${position}: linkedIndex ${entry.linkedIndex} is not an earlier entry (it would be ${index})`,
+      );
+    }
+  });
+}
+
+/** [start, end) of `entries`: 0 ≤ start ≤ end, at most MAX_ENTRY_RANGE wide. */
+export function requireEntryRange(start: unknown, end: unknown): { start: number; end: number } {
+  const from = requireLogIndex('start', start);
+  const to = requireLogIndex('end', end);
+  if (to < from) throw new TypeError(`end (${to}) must not be before start (${from})`);
+  if (to - from > MAX_ENTRY_RANGE) throw new TypeError(`at most ${MAX_ENTRY_RANGE} entries per read, asked for ${to - from}`);
+  return { start: from, end: to };
+}
+
+/** A leaf hash argument: exactly HASH_SIZE bytes. */
+export function requireLeafHashArgument(value: unknown): Buffer {
+  if (!(value instanceof Uint8Array) || value.byteLength !== HASH_SIZE) {
+    throw new TypeError(`leafHash must be ${HASH_SIZE} bytes`);
+  }
+  return asBuffer(value);
+}
+
+/** The node refs of one `nodes` call: valid nodes of a tree of at most 2^53 leaves, each once, in first-use order. */
+export function requireNodeRefs(value: unknown): readonly NodeRef[] {
+  if (!Array.isArray(value)) throw new TypeError('node refs must be an array');
+  const items = value as readonly unknown[];
+  if (items.length > MAX_NODE_REFS) throw new TypeError(`at most ${MAX_NODE_REFS} nodes per read, got ${items.length}`);
+  const unique = new Map<string, NodeRef>();
+  for (let position = 0; position < items.length; position += 1) {
+    const item = items[position];
+    const { level, index } = (typeof item === 'object' && item !== null ? item : {}) as Record<string, unknown>;
+    const valid =
+      typeof level === 'number' &&
+      Number.isInteger(level) &&
+      level >= 0 &&
+      level <= MAX_NODE_LEVEL &&
+      isLogIndex(index) &&
+      (index + 1) * 2 ** level <= 2 ** MAX_NODE_LEVEL;
+    if (!valid) throw new TypeError(`node ref ${position} is not a node of a tree of at most 2^53 leaves`);
+    const ref = Object.freeze({ level, index });
+    unique.set(nodeKey(ref), ref);
+  }
+  return Object.freeze([...unique.values()]);
+}
+
+function isNote(value: unknown): value is string {
+  return typeof value === 'string' && value.length > 0 && value.length <= MAX_NOTE_LENGTH && isStorableText(value);
+}
+
+/** A checkpoint a caller wants to record, in canonical form; TypeError naming the bad fields. */
+export function requireCheckpoint(candidate: unknown): CheckpointRecord {
+  if (typeof candidate !== 'object' || candidate === null) throw new TypeError('invalid checkpoint: not an object');
+  const { size, rootHash, note, createdAt } = candidate as Record<string, unknown>;
+  const problems: string[] = [];
+  if (!isLogIndex(size)) problems.push('size');
+  const rootOk = rootHash instanceof Uint8Array && rootHash.byteLength === HASH_SIZE;
+  if (!rootOk) problems.push('rootHash');
+  if (!isNote(note)) problems.push('note');
+  const created = canonicalTimestamp(createdAt);
+  if (created === null) problems.push('createdAt');
+  if (problems.length > 0) throw new TypeError(`invalid checkpoint: bad ${problems.join(', ')}`);
+  return Object.freeze({
+    size: size as number,
+    // A copy: the record outlives the call, and the caller's bytes may change.
+    rootHash: Buffer.from(rootHash as Uint8Array),
+    note: note as string,
+    createdAt: created as string,
+  });
+}
+
+/** The arguments of `checkpoints`: afterSize ≥ -1 (so that size 0 can be included), 0 ≤ limit ≤ MAX_CHECKPOINT_LIMIT. */
+export function requireCheckpointPage(afterSize: unknown, limit: unknown): { afterSize: number; limit: number } {
+  if (typeof afterSize !== 'number' || !Number.isSafeInteger(afterSize) || afterSize < -1) {
+    throw new TypeError(`afterSize must be a safe integer >= -1, got ${describeNumber(afterSize)}`);
+  }
+  if (!isLogIndex(limit) || limit > MAX_CHECKPOINT_LIMIT) {
+    throw new TypeError(`limit must be an integer from 0 to ${MAX_CHECKPOINT_LIMIT}, got ${describeNumber(limit)}`);
+  }
+  return { afterSize, limit };
+}
+
+const DECIMAL_INTEGER = /^(?:0|[1-9][0-9]{0,15})$/;
+
+/**
+ * A stored non-negative integer → a number, or null when it is not one. 64-bit integers
+ * arrive as numbers, as bigints when a driver is asked for them, or as decimal text
+ * (node-postgres returns BIGINT that way).
+ */
+function storedIndex(value: unknown): number | null {
+  const number =
+    typeof value === 'bigint' && value <= BigInt(Number.MAX_SAFE_INTEGER)
+      ? Number(value)
+      : typeof value === 'string' && DECIMAL_INTEGER.test(value)
+        ? Number(value)
+        : value;
+  return isLogIndex(number) ? number : null;
+}
+
+/** A stored log size or index (e.g. max(idx)); STORE_CORRUPT unless it is a safe integer ≥ 0. */
+export function logIndexFromRow(what: string, value: unknown): number {
+  const index = storedIndex(value);
+  if (index === null) throw new StoreError('STORE_CORRUPT', `the log has an invalid ${what}`);
+  return index;
+}
+
+function isStoredHash(value: unknown): value is Buffer {
+  return Buffer.isBuffer(value) && value.byteLength === HASH_SIZE;
+}
+
+/**
+ * A `log_entries` row → its record; STORE_CORRUPT if it does not describe a valid entry.
+ * The leaf hash is recomputed from the leaf and must match the stored one: a leaf
+ * changed in place would otherwise be served under a proof for the original.
+ */
+export function logEntryFromRow(row: unknown): LogEntryRecord {
+  const r = rowRecord('log_entries', row);
+  const problems: string[] = [];
+  const index = storedIndex(r.idx);
+  if (index === null) problems.push('idx');
+  const { kind, leaf, leaf_hash: storedLeafHash } = r;
+  if (typeof kind !== 'string' || !LOG_KIND.test(kind)) problems.push('kind');
+  const leafOk = Buffer.isBuffer(leaf) && leaf.byteLength >= 1 && leaf.byteLength <= MAX_LEAF_BYTES;
+  if (!leafOk) problems.push('leaf');
+  if (!isStoredHash(storedLeafHash)) problems.push('leaf_hash');
+  else if (leafOk && !leafHash(leaf).equals(storedLeafHash)) problems.push('leaf_hash (not the hash of leaf)');
+  const integratedTime = storedIndex(r.integrated_time);
+  if (integratedTime === null) problems.push('integrated_time');
+  const linkedIndex = r.linked_idx === null ? null : storedIndex(r.linked_idx);
+  if (r.linked_idx !== null && (linkedIndex === null || (index !== null && linkedIndex >= index))) {
+    problems.push('linked_idx');
+  }
+  if (problems.length > 0) {
+    const which = index === null ? 'a stored log entry' : `stored log entry ${index}`;
+    throw new StoreError('STORE_CORRUPT', `${which} has invalid ${problems.join(', ')}`);
+  }
+  return Object.freeze({
+    index: index as number,
+    kind: kind as string,
+    leaf: leaf as Buffer,
+    leafHash: storedLeafHash as Buffer,
+    integratedTime: integratedTime as number,
+    linkedIndex,
+  });
+}
+
+/** A stored node hash; STORE_CORRUPT unless it is HASH_SIZE bytes. */
+export function logNodeHashFromRow(ref: NodeRef, value: unknown): Buffer {
+  if (!isStoredHash(value)) throw new StoreError('STORE_CORRUPT', `stored log node ${nodeKey(ref)} is not a ${HASH_SIZE}-byte hash`);
+  return value;
+}
+
+/** A `log_checkpoints` row → its record; STORE_CORRUPT if it does not describe a valid checkpoint. */
+export function checkpointFromRow(row: unknown): CheckpointRecord {
+  const r = rowRecord('log_checkpoints', row);
+  const problems: string[] = [];
+  const size = storedIndex(r.size);
+  if (size === null) problems.push('size');
+  const { root_hash: rootHash, note, created_at: createdAt } = r;
+  if (!isStoredHash(rootHash)) problems.push('root_hash');
+  if (!isNote(note)) problems.push('note');
+  if (typeof createdAt !== 'string' || canonicalTimestamp(createdAt) !== createdAt) problems.push('created_at');
+  if (problems.length > 0) {
+    const which = size === null ? 'a stored checkpoint' : `stored checkpoint ${size}`;
+    throw new StoreError('STORE_CORRUPT', `${which} has invalid ${problems.join(', ')}`);
+  }
+  return Object.freeze({
+    size: size as number,
+    rootHash: rootHash as Buffer,
+    note: note as string,
+    createdAt: createdAt as string,
+  });
 }

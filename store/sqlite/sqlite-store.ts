@@ -19,8 +19,8 @@
  * transactions open at the same time: one waiting for the other's lock would block the
  * event loop the other needs to finish.
  *
- * The repositories (sqlite-keys.ts, sqlite-token-uses.ts, sqlite-counters.ts) hold the
- * SQL; everything they read back is validated (../validation.ts), and a row that does
+ * The repositories (sqlite-keys.ts, sqlite-token-uses.ts, sqlite-counters.ts,
+ * sqlite-log.ts) hold the SQL; everything they read back is validated (../validation.ts), and a row that does
  * not describe a valid record is reported as STORE_CORRUPT rather than handed to the
  * signing path.
  */
@@ -33,12 +33,14 @@ import { LATEST_SCHEMA_VERSION, MIGRATIONS, type Migration } from '../migrations
 import type {
   CounterRepository,
   KeyRepository,
+  LogRepository,
   SignetStore,
   StoreTransaction,
   TokenUseRepository,
 } from '../store.js';
 import { SqliteCounterOperations, SqliteCounterRepository } from './sqlite-counters.js';
 import { SqliteKeyOperations, SqliteKeyRepository } from './sqlite-keys.js';
+import { SqliteLogOperations, SqliteLogRepository } from './sqlite-log.js';
 import type { Runner, SqliteAccess } from './sqlite-support.js';
 import { SqliteTokenUseOperations, SqliteTokenUseRepository } from './sqlite-token-uses.js';
 
@@ -192,6 +194,7 @@ interface Operations {
   readonly keys: SqliteKeyOperations;
   readonly tokenUses: SqliteTokenUseOperations;
   readonly counters: SqliteCounterOperations;
+  readonly log: SqliteLogOperations;
 }
 
 /** Every repository over one runner: the store's own (queued) or one transaction's. */
@@ -200,6 +203,7 @@ function repositories(operations: Operations, run: Runner): StoreTransaction {
     keys: new SqliteKeyRepository(operations.keys, run),
     tokenUses: new SqliteTokenUseRepository(operations.tokenUses, run),
     counters: new SqliteCounterRepository(operations.counters, run),
+    log: new SqliteLogRepository(operations.log, run),
   });
 }
 
@@ -208,6 +212,7 @@ class SqliteStore implements SignetStore {
   readonly keys: KeyRepository;
   readonly tokenUses: TokenUseRepository;
   readonly counters: CounterRepository;
+  readonly log: LogRepository;
 
   readonly #db: Database.Database;
   readonly #statements = new Map<string, Database.Statement>();
@@ -226,11 +231,13 @@ class SqliteStore implements SignetStore {
       keys: new SqliteKeyOperations(access),
       tokenUses: new SqliteTokenUseOperations(access),
       counters: new SqliteCounterOperations(access),
+      log: new SqliteLogOperations(access),
     });
     const plain = repositories(this.#operations, (what, operation) => this.#grouped(what, operation));
     this.keys = plain.keys;
     this.tokenUses = plain.tokenUses;
     this.counters = plain.counters;
+    this.log = plain.log;
   }
 
   async migrate(): Promise<void> {

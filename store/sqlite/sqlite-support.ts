@@ -25,3 +25,12 @@ export interface SqliteAccess {
 export function atomically<T>(access: SqliteAccess, operation: () => T): T {
   return access.db.transaction(operation).immediate();
 }
+
+/**
+ * Several reads as one snapshot, in a deferred (read) transaction unless one is already
+ * open. Also cheaper than autocommit: each autocommit statement opens and closes a read
+ * transaction of its own, which costs more than a primary-key lookup.
+ */
+export function consistently<T>(access: SqliteAccess, operation: () => T): T {
+  return access.db.inTransaction ? operation() : access.db.transaction(operation).deferred();
+}

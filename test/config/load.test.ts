@@ -11,6 +11,7 @@ const valid = {
   hsm: { module: '/usr/lib/softhsm/libsofthsm2.so', tokenLabel: 'signet', pin: { env: 'SIGNET_HSM_PIN' } },
   storage: { driver: 'sqlite', sqlite: { path: 'signet.db' } },
   policy: { file: 'policy.yaml' },
+  log: { origin: 'signet.example.com/log' },
   oidc: { audience: 'signet', issuers: [{ name: 'dev', issuer: 'https://dev.invalid', jwks: { file: 'oidc/jwks.json' } }] },
 };
 

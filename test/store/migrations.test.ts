@@ -141,6 +141,10 @@ describe('migrate (SQLite)', () => {
       { type: 'table', name: 'health_probe' },
       { type: 'table', name: 'key_versions' },
       { type: 'index', name: 'key_versions_one_active_per_name' },
+      { type: 'table', name: 'log_checkpoints' },
+      { type: 'table', name: 'log_entries' },
+      { type: 'index', name: 'log_entries_leaf_hash_prefix' },
+      { type: 'table', name: 'log_nodes' },
       { type: 'table', name: 'schema_migrations' },
       { type: 'table', name: 'token_uses' },
       { type: 'index', name: 'token_uses_expires_at' },
@@ -190,6 +194,109 @@ describe('migrate (SQLite)', () => {
         db.prepare(`INSERT INTO counters (counter, "window", count) VALUES ('c', 'total', -1)`).run(),
       ),
     ).toThrow(/CHECK constraint failed/);
+  });
+
+  it('makes the database itself refuse malformed log rows', async () => {
+    const store = await openStore({ driver: 'sqlite', sqlite: { path: temp.dbPath } });
+    await store.close();
+    const hash = Buffer.alloc(32, 1);
+    const insertEntry = (idx: number, kind: string, leaf: Buffer, leafHash: Buffer, linked: number | null): void => {
+      withRawDatabase(temp.dbPath, (db) => {
+        db.pragma('foreign_keys = ON');
+        db.prepare(
+          'INSERT INTO log_entries (idx, kind, leaf, leaf_hash, integrated_time, linked_idx) VALUES (?, ?, ?, ?, 0, ?)',
+        ).run(idx, kind, leaf, leafHash, linked);
+      });
+    };
+    const insertNode = (level: number, idx: number, nodeHash: Buffer): void => {
+      withRawDatabase(temp.dbPath, (db) =>
+        db.prepare('INSERT INTO log_nodes (level, idx, hash) VALUES (?, ?, ?)').run(level, idx, nodeHash),
+      );
+    };
+    const leaf = Buffer.from('leaf');
+    for (const kind of ['', 'Upper', 'a b', 'x'.repeat(65)]) {
+      expect(() => {
+        insertEntry(0, kind, leaf, hash, null);
+      }, kind).toThrow(/CHECK constraint failed/);
+    }
+    expect(() => {
+      insertEntry(0, 'k', Buffer.alloc(0), hash, null);
+    }).toThrow(/CHECK constraint failed/);
+    expect(() => {
+      insertEntry(0, 'k', leaf, Buffer.alloc(31), null);
+    }).toThrow(/CHECK constraint failed/);
+    expect(() => {
+      insertEntry(-1, 'k', leaf, hash, null);
+    }).toThrow(/CHECK constraint failed/);
+    insertEntry(0, 'signet.decision/v1', leaf, hash, null);
+    expect(() => {
+      insertEntry(1, 'k', leaf, hash, 1);
+    }).toThrow(/CHECK constraint failed/);
+    expect(() => {
+      insertEntry(5, 'k', leaf, hash, 3);
+    }).toThrow(/FOREIGN KEY constraint failed/);
+    insertEntry(1, 'k', leaf, hash, 0);
+    expect(() => {
+      insertEntry(1, 'k', leaf, hash, null);
+    }).toThrow(/UNIQUE constraint failed/);
+    expect(() => {
+      insertNode(0, 0, Buffer.alloc(33));
+    }).toThrow(/CHECK constraint failed/);
+    expect(() => {
+      insertNode(54, 0, hash);
+    }).toThrow(/CHECK constraint failed/);
+    insertNode(0, 0, hash);
+    expect(() => {
+      insertNode(0, 0, hash);
+    }).toThrow(/UNIQUE constraint failed/);
+    expect(() =>
+      withRawDatabase(temp.dbPath, (db) =>
+        db
+          .prepare("INSERT INTO log_checkpoints (size, root_hash, note, created_at) VALUES (1, ?, 'n', 't')")
+          .run(Buffer.alloc(31)),
+      ),
+    ).toThrow(/CHECK constraint failed/);
+  });
+
+  it('upgrades a version-2 database to the latest version, keeping its rows', async () => {
+    const keys = [keyVersion('demo-release', 1, 'active')];
+    createVersion1Database(temp.dbPath, keys);
+    const second = MIGRATIONS[1]!;
+    withRawDatabase(temp.dbPath, (db) => {
+      db.exec(second.sqlite);
+      db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)').run(
+        second.version,
+        second.name,
+        '2025-01-01T00:00:00.000Z',
+      );
+      db.prepare(
+        `INSERT INTO token_uses (issuer, token_id, request_hash, state, response, created_at, expires_at)
+           VALUES ('https://issuer.example', 'jti-1', ?, 'done', '{"ok":true}', '2025-01-01T00:00:00.000Z',
+                   '2025-01-01T01:00:00.000Z')`,
+      ).run(HASH);
+      db.prepare(`INSERT INTO counters (counter, "window", count) VALUES ('usage:key:demo-release@1', 'total', 7)`).run();
+    });
+
+    const store = openSqliteStore({ path: temp.dbPath });
+    try {
+      expect(await store.schemaVersion()).toBe(2);
+      await store.migrate();
+      expect(await store.schemaVersion()).toBe(LATEST_SCHEMA_VERSION);
+      expect(await store.keys.list()).toEqual(keys);
+      expect(await store.tokenUses.get('https://issuer.example', 'jti-1')).toMatchObject({
+        state: 'done',
+        response: '{"ok":true}',
+      });
+      expect(await store.counters.current('usage:key:demo-release@1', 'total')).toBe(7);
+      // The log tables are there, empty, and work.
+      expect(await store.log.size()).toBe(0);
+      await expect(
+        store.log.append([{ kind: 'signet.decision/v1', leaf: Buffer.from('{}'), integratedTime: 1, linkedIndex: null }]),
+      ).resolves.toEqual({ firstIndex: 0, size: 1 });
+      expect(await store.log.latestCheckpoint()).toBeNull();
+    } finally {
+      await store.close();
+    }
   });
 
   it('upgrades a version-1 database to the latest version, keeping its key rows', async () => {

@@ -1,0 +1,72 @@
+/**
+ * What the log records, one canonical, versioned JSON schema per kind. Leaves are the
+ * canonical JSON bytes (log/canonical-json.ts). No secrets and no tokens: identities
+ * are summarised by the claims that matter (policy/oidc/presets.ts).
+ *
+ * - `signet.decision/v1`: every authenticated signing decision, allow or deny, made
+ *   BEFORE the HSM is asked to sign.
+ * - `hashedrekord/0.0.1`: a signature over a digest, as a Rekor-style canonicalised
+ *   body (SIGSTORE-NOTES.md), so Sigstore verifiers accept Signet's receipts. Its
+ *   decision is linked through the entry's `linkedIndex`.
+ */
+import type { DenyReason } from '../policy/evaluate.js';
+import type { DigestAlgorithm } from '../signer/algorithms.js';
+import { canonicalBytes } from './canonical-json.js';
+
+export const DECISION_KIND = 'signet.decision/v1';
+export const HASHEDREKORD_KIND = 'hashedrekord/0.0.1';
+
+export interface DecisionEntry {
+  readonly decision: 'allow' | 'deny';
+  readonly reasons: readonly DenyReason[];
+  readonly requestId: string;
+  readonly project: string;
+  /** The key asked for (name or version), or the key version resolved for an allow. */
+  readonly keyId: string | null;
+  readonly format: string;
+  readonly digest: { readonly algorithm: DigestAlgorithm; readonly value: string };
+  /** Whether the manifest itself was sent (and so bound by the policy, when it asks). */
+  readonly manifest: boolean;
+  readonly identity: { readonly issuer: string; readonly subject: string; readonly claims: Readonly<Record<string, string>> };
+  readonly client: { readonly fingerprint: string; readonly subject: string; readonly issuer: string };
+  readonly policySha256: string;
+  /** ISO-8601 time of the decision. */
+  readonly time: string;
+}
+
+export function decisionLeaf(entry: DecisionEntry): Buffer {
+  return canonicalBytes({
+    apiVersion: 'signet.dev/v1',
+    kind: 'SignDecision',
+    spec: {
+      decision: entry.decision,
+      reasons: entry.reasons.map((r) => ({ code: r.code, message: r.message })),
+      requestId: entry.requestId,
+      project: entry.project,
+      keyId: entry.keyId,
+      format: entry.format,
+      digest: { algorithm: entry.digest.algorithm, value: entry.digest.value },
+      manifest: entry.manifest,
+      identity: { issuer: entry.identity.issuer, subject: entry.identity.subject, claims: { ...entry.identity.claims } },
+      client: { ...entry.client },
+      policy: { sha256: entry.policySha256 },
+      time: entry.time,
+    },
+  });
+}
+
+/**
+ * Rekor `hashedrekord` v0.0.1 body: `spec.data.hash` is the signed digest (hex),
+ * `spec.signature.content` the signature (base64, as the bundle carries it) and
+ * `spec.signature.publicKey.content` the base64 of the PEM public key (or certificate).
+ */
+export function hashedRekordLeaf(input: { digest: { algorithm: DigestAlgorithm; value: string }; signatureBase64: string; publicKeyPem: string }): Buffer {
+  return canonicalBytes({
+    apiVersion: '0.0.1',
+    kind: 'hashedrekord',
+    spec: {
+      data: { hash: { algorithm: input.digest.algorithm, value: input.digest.value } },
+      signature: { content: input.signatureBase64, publicKey: { content: Buffer.from(input.publicKeyPem, 'utf8').toString('base64') } },
+    },
+  });
+}
