@@ -20,6 +20,7 @@
  */
 import { ckrNameOf, HsmError, hsmErrorFrom } from './errors.js';
 import { pkcs11js, type LoginLease, type Pkcs11, type Pkcs11Handle } from './pkcs11-module.js';
+import { SESSION_LOSS_CKRS } from './session-loss.mjs';
 
 /** Structural logger, satisfied by pino. */
 export interface HsmLogger {
@@ -51,25 +52,6 @@ export interface SessionPoolOptions {
   readonly logger?: HsmLogger | undefined;
 }
 
-/**
- * CK_RVs after which the session, the login or the handles derived from them can no
- * longer be trusted (v2.40 §5.1.2–5.1.3, return values of functions that use a
- * session or a token). CKR_OBJECT_HANDLE_INVALID and
- * CKR_KEY_HANDLE_INVALID are here because a logout invalidates the handles of private
- * objects: SoftHSM 2.6.1 then answers C_SignInit with CKR_OBJECT_HANDLE_INVALID (not
- * CKR_USER_NOT_LOGGED_IN), and the old handle stays invalid after logging in again
- * (measured), so the cure is the same: new generation, new lookup.
- */
-const SESSION_LOSS_CKRS: ReadonlySet<string> = new Set([
-  'CKR_SESSION_HANDLE_INVALID',
-  'CKR_SESSION_CLOSED',
-  'CKR_USER_NOT_LOGGED_IN',
-  'CKR_DEVICE_REMOVED',
-  'CKR_TOKEN_NOT_PRESENT',
-  'CKR_DEVICE_ERROR',
-  'CKR_OBJECT_HANDLE_INVALID',
-  'CKR_KEY_HANDLE_INVALID',
-]);
 
 /**
  * The session itself is fine but an operation was left active on it (by a module that

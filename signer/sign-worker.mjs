@@ -28,6 +28,7 @@ import { Buffer } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { endianness } from 'node:os';
+import { SESSION_LOSS_CKRS } from './session-loss.mjs';
 import { parentPort, workerData } from 'node:worker_threads';
 
 /** @typedef {import('pkcs11js').Handle} Handle */
@@ -105,22 +106,6 @@ import { parentPort, workerData } from 'node:worker_threads';
 const requirePkcs11js = createRequire(import.meta.url);
 const pkcs11js = requirePkcs11js('pkcs11js');
 
-/**
- * CK_RVs after which this session, the login or the handles found in it can no longer be
- * trusted (same list and reasons as SESSION_LOSS_CKRS in session-pool.ts). SoftHSM 2.6.1
- * answers C_SignInit with CKR_OBJECT_HANDLE_INVALID after a logout, and the handle stays
- * invalid after logging in again, so those two also mean "new session, new lookup".
- */
-const SESSION_LOSS_CKRS = new Set([
-  'CKR_SESSION_HANDLE_INVALID',
-  'CKR_SESSION_CLOSED',
-  'CKR_USER_NOT_LOGGED_IN',
-  'CKR_DEVICE_REMOVED',
-  'CKR_TOKEN_NOT_PRESENT',
-  'CKR_DEVICE_ERROR',
-  'CKR_OBJECT_HANDLE_INVALID',
-  'CKR_KEY_HANDLE_INVALID',
-]);
 
 /** Logging in again with these would only burn PIN attempts. */
 const FATAL_LOGIN_CKRS = new Set(['CKR_PIN_INCORRECT', 'CKR_PIN_INVALID', 'CKR_PIN_LEN_RANGE', 'CKR_PIN_LOCKED', 'CKR_PIN_EXPIRED']);

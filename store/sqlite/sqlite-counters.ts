@@ -35,7 +35,7 @@ export class SqliteCounterRepository implements CounterRepository {
   }
 
   current(counter: string, window: string): Promise<number> {
-    return this.#run(`reading counter ${describeId(counter)}`, () => this.#operations.current(counter, window));
+    return this.#run(`reading counter ${describeId(counter)}`, () => this.#operations.current(counter, window), 'read');
   }
 
   purgeWindowsBefore(window: string): Promise<number> {

@@ -22,21 +22,21 @@ export class SqliteKeyRepository implements KeyRepository {
   }
 
   list(): Promise<KeyVersionRecord[]> {
-    return this.#run('listing keys', () => this.#operations.list());
+    return this.#run('listing keys', () => this.#operations.list(), 'read');
   }
 
   get(keyId: string): Promise<KeyVersionRecord | null> {
-    return this.#run(`reading key ${describeId(keyId)}`, () => this.#operations.get(keyId));
+    return this.#run(`reading key ${describeId(keyId)}`, () => this.#operations.get(keyId), 'read');
   }
 
   listVersions(name: string): Promise<KeyVersionRecord[]> {
-    return this.#run(`listing versions of key ${describeId(name)}`, () => this.#operations.listVersions(name));
+    return this.#run(`listing versions of key ${describeId(name)}`, () => this.#operations.listVersions(name), 'read');
   }
 
   getActive(name: string): Promise<KeyVersionRecord | null> {
     return this.#run(`reading the active version of key ${describeId(name)}`, () =>
       this.#operations.getActive(name),
-    );
+    'read');
   }
 
   insert(record: KeyVersionRecord): Promise<void> {

@@ -61,25 +61,25 @@ export class SqliteLogRepository implements LogRepository {
   }
 
   size(): Promise<number> {
-    return this.#run('reading the log size', () => this.#operations.size());
+    return this.#run('reading the log size', () => this.#operations.size(), 'read');
   }
 
   entry(index: number): Promise<LogEntryRecord | null> {
-    return this.#run(`reading log entry ${describeNumber(index)}`, () => this.#operations.entry(index));
+    return this.#run(`reading log entry ${describeNumber(index)}`, () => this.#operations.entry(index), 'read');
   }
 
   entries(start: number, end: number): Promise<LogEntryRecord[]> {
     return this.#run(`reading log entries [${describeNumber(start)}, ${describeNumber(end)})`, () =>
       this.#operations.entries(start, end),
-    );
+    'read');
   }
 
   indexOfLeafHash(hash: Buffer): Promise<number | null> {
-    return this.#run('looking up a log leaf hash', () => this.#operations.indexOfLeafHash(hash));
+    return this.#run('looking up a log leaf hash', () => this.#operations.indexOfLeafHash(hash), 'read');
   }
 
   nodes(refs: readonly LogNodeRef[]): Promise<Map<string, Buffer>> {
-    return this.#run('reading log nodes', () => this.#operations.nodes(refs));
+    return this.#run('reading log nodes', () => this.#operations.nodes(refs), 'read');
   }
 
   addCheckpoint(checkpoint: CheckpointRecord): Promise<void> {
@@ -92,15 +92,15 @@ export class SqliteLogRepository implements LogRepository {
   }
 
   latestCheckpoint(): Promise<CheckpointRecord | null> {
-    return this.#run('reading the latest checkpoint', () => this.#operations.latestCheckpoint());
+    return this.#run('reading the latest checkpoint', () => this.#operations.latestCheckpoint(), 'read');
   }
 
   checkpoint(size: number): Promise<CheckpointRecord | null> {
-    return this.#run(`reading the checkpoint of size ${describeNumber(size)}`, () => this.#operations.checkpoint(size));
+    return this.#run(`reading the checkpoint of size ${describeNumber(size)}`, () => this.#operations.checkpoint(size), 'read');
   }
 
   checkpoints(afterSize: number, limit: number): Promise<CheckpointRecord[]> {
-    return this.#run('listing checkpoints', () => this.#operations.checkpoints(afterSize, limit));
+    return this.#run('listing checkpoints', () => this.#operations.checkpoints(afterSize, limit), 'read');
   }
 }
 

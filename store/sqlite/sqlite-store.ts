@@ -233,7 +233,9 @@ class SqliteStore implements SignetStore {
       counters: new SqliteCounterOperations(access),
       log: new SqliteLogOperations(access),
     });
-    const plain = repositories(this.#operations, (what, operation) => this.#grouped(what, operation));
+    const plain = repositories(this.#operations, (what, operation, access) =>
+      access === 'read' ? this.#read(what, operation) : this.#grouped(what, operation),
+    );
     this.keys = plain.keys;
     this.tokenUses = plain.tokenUses;
     this.counters = plain.counters;
@@ -315,6 +317,25 @@ class SqliteStore implements SignetStore {
           this.#flushScheduled = false;
           this.#flushGroup();
         });
+      }
+    });
+  }
+
+  /**
+   * A plain read: queued after everything already queued, but not after writes still
+   * gathering for the next group commit. It sees every write whose promise has
+   * resolved (those are committed), which is all a caller can have awaited.
+   */
+  #read<T>(what: string, operation: () => T): Promise<T> {
+    this.#refuseInsideTransaction(what);
+    if (this.#closed !== null) return Promise.reject(closedError(what));
+    return this.#queue.run(() => {
+      if (!this.#db.open) throw closedError(what);
+      try {
+        this.#discardLeftoverTransaction();
+        return operation();
+      } catch (error) {
+        throw translateSqliteError(error, what);
       }
     });
   }

@@ -8,7 +8,11 @@
 import type Database from 'better-sqlite3';
 
 /** Runs one synchronous repository operation in the right context; `what` feeds error messages. */
-export type Runner = <T>(what: string, operation: () => T) => Promise<T>;
+/**
+ * Runs one repository call. `read` calls change nothing: outside a transaction they
+ * run at their turn in the queue instead of waiting for the next group commit.
+ */
+export type Runner = <T>(what: string, operation: () => T, access?: 'read' | 'write') => Promise<T>;
 
 /** The connection and its statement cache, as the operations need them. */
 export interface SqliteAccess {

@@ -57,7 +57,7 @@ export class SqliteTokenUseRepository implements TokenUseRepository {
   }
 
   get(issuer: string, tokenId: string): Promise<TokenUseRecord | null> {
-    return this.#run(`reading ${describeUse(issuer, tokenId)}`, () => this.#operations.get(issuer, tokenId));
+    return this.#run(`reading ${describeUse(issuer, tokenId)}`, () => this.#operations.get(issuer, tokenId), 'read');
   }
 
   purgeExpired(now: string): Promise<number> {
