@@ -22,11 +22,9 @@ export async function runServe(configPath: string): Promise<RunningService> {
   process.once('SIGTERM', () => { stop('SIGTERM'); });
   process.once('SIGINT', () => { stop('SIGINT'); });
   process.on('SIGHUP', () => {
-    try {
-      service.reloadPolicy();
-    } catch (error) {
+    service.reloadPolicy().catch((error: unknown) => {
       service.logger.error({ err: error }, 'policy reload refused; the previous policy stays in force');
-    }
+    });
   });
   return service;
 }

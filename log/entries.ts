@@ -5,15 +5,19 @@
  *
  * - `signet.decision/v1`: every authenticated signing decision, allow or deny, made
  *   BEFORE the HSM is asked to sign.
+ * - `signet.policy/v1`: every policy version the service loads (at start and on
+ *   reload), with its SHA-256 and the rules themselves, so every decision's
+ *   `policy.sha256` points at a rule set anyone can read in the log.
  * - `hashedrekord/0.0.1`: a signature over a digest, as a Rekor-style canonicalised
  *   body (SIGSTORE-NOTES.md), so Sigstore verifiers accept Signet's receipts. Its
  *   decision is linked through the entry's `linkedIndex`.
  */
 import type { DenyReason } from '../policy/evaluate.js';
 import type { DigestAlgorithm } from '../signer/algorithms.js';
-import { canonicalBytes } from './canonical-json.js';
+import { canonicalBytes, type CanonicalValue } from './canonical-json.js';
 
 export const DECISION_KIND = 'signet.decision/v1';
+export const POLICY_KIND = 'signet.policy/v1';
 export const HASHEDREKORD_KIND = 'hashedrekord/0.0.1';
 
 export interface DecisionEntry {
@@ -68,5 +72,14 @@ export function hashedRekordLeaf(input: { digest: { algorithm: DigestAlgorithm; 
       data: { hash: { algorithm: input.digest.algorithm, value: input.digest.value } },
       signature: { content: input.signatureBase64, publicKey: { content: Buffer.from(input.publicKeyPem, 'utf8').toString('base64') } },
     },
+  });
+}
+
+export function policyLeaf(input: { sha256: string; document: unknown; reason: 'start' | 'reload'; time: string }): Buffer {
+  return canonicalBytes({
+    apiVersion: 'signet.dev/v1',
+    kind: 'PolicyLoaded',
+    // The validated document, as JSON: it holds fingerprints and claim rules, no secret.
+    spec: { sha256: input.sha256, reason: input.reason, time: input.time, document: JSON.parse(JSON.stringify(input.document)) as CanonicalValue },
   });
 }

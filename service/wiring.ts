@@ -10,6 +10,7 @@ import { ConfigError } from '../config/errors.js';
 import type { SignetConfig } from '../config/schema.js';
 import { KeyError } from '../keyrotation/errors.js';
 import { assertKeysPresent, keyRef } from '../keyrotation/signing-keys.js';
+import { policyLeaf, POLICY_KIND } from '../log/entries.js';
 import { TransparencyLog } from '../log/transparency-log.js';
 import { PolicyError } from '../policy/errors.js';
 import { identitySummary } from '../policy/oidc/presets.js';
@@ -32,8 +33,11 @@ export interface RunningService {
   readonly logger: Logger;
   /** Graceful stop; safe to call more than once. */
   stop(): Promise<void>;
-  /** Re-reads the policy file; an invalid file is rejected and the old policy stays. */
-  reloadPolicy(): LoadedPolicy;
+  /**
+   * Re-reads the policy file and records the new version in the log; an invalid file,
+   * or one that cannot be recorded, is rejected and the old policy stays.
+   */
+  reloadPolicy(): Promise<LoadedPolicy>;
 }
 
 export interface StartOptions {
@@ -76,6 +80,19 @@ export async function startService(config: Readonly<SignetConfig>, options: Star
     throw error;
   }
   const presets = new Map(config.oidc.issuers.map((issuer) => [issuer.name, issuer.preset]));
+  const recordPolicy = async (loaded: LoadedPolicy, reason: 'start' | 'reload'): Promise<void> => {
+    const now = new Date();
+    await log.append([
+      { kind: POLICY_KIND, leaf: policyLeaf({ sha256: loaded.sha256, document: loaded.document, reason, time: now.toISOString() }), integratedTime: Math.floor(now.getTime() / 1000), linkedIndex: null },
+    ]);
+  };
+  try {
+    await recordPolicy(policy, 'start');
+  } catch (error) {
+    await openedStore.close();
+    await hsm.close();
+    throw error;
+  }
 
   let stopping = false;
   let inFlight = 0;
@@ -142,9 +159,11 @@ export async function startService(config: Readonly<SignetConfig>, options: Star
     port,
     url,
     logger,
-    reloadPolicy: () => {
+    reloadPolicy: async () => {
       const next = loadPolicyFile(config.policy.file);
       assertPolicyKeepsLogKey(next, config.log.keyName);
+      // Recorded before it takes effect: no decision is made under an unlogged policy.
+      await recordPolicy(next, 'reload');
       policy = next;
       logger.info({ policySha256: next.sha256 }, 'policy reloaded');
       return next;

@@ -37,16 +37,16 @@ afterAll(async () => {
   await service.stop();
 });
 
-beforeEach(() => {
+beforeEach(async () => {
   writeFileSync(env.init.policy, originalPolicy);
-  service.reloadPolicy();
+  await service.reloadPolicy();
 });
 
-function editPolicy(edit: (project: Record<string, unknown>) => void): void {
+async function editPolicy(edit: (project: Record<string, unknown>) => void): Promise<void> {
   const doc = parseYaml(originalPolicy) as { projects: Record<string, Record<string, unknown>> };
   edit(doc.projects.example!);
   writeFileSync(env.init.policy, toYaml(doc));
-  service.reloadPolicy();
+  await service.reloadPolicy();
 }
 
 function reasonCodes(answer: { json: any }): string[] {
@@ -105,14 +105,14 @@ describe('pipeline identity', () => {
     expectRefused(answer, 403, 'POLICY_DENIED', before);
     expect(reasonCodes(answer)).toEqual(['IDENTITY_NOT_ALLOWED']);
     // The refused request did not consume the token: a request the policy allows can still use it.
-    editPolicy((p) => {
+    await editPolicy((p) => {
       p.identities = [{ issuer: 'dev', claims: {} }];
     });
     expect((await sign(token)).status).toBe(200);
   });
 
   it('a self-hosted runner where the policy requires hosted → 403', async () => {
-    editPolicy((p) => {
+    await editPolicy((p) => {
       (p.identities as { claims: Record<string, unknown> }[])[0]!.claims.runner_environment = 'github-hosted';
     });
     const before = signaturesIssued(service);
@@ -129,7 +129,7 @@ describe('pipeline identity', () => {
   });
 
   it('a valid token with a client certificate the project does not allow → 403', async () => {
-    editPolicy((p) => {
+    await editPolicy((p) => {
       p.clients = [{ fingerprint: 'f'.repeat(64) }];
     });
     const before = signaturesIssued(service);
@@ -202,8 +202,8 @@ describe('manifest binding', () => {
       }),
     ).toString('base64');
 
-  beforeEach(() => {
-    editPolicy((p) => {
+  beforeEach(async () => {
+    await editPolicy((p) => {
       p.requireManifestBinding = true;
     });
   });
@@ -226,7 +226,7 @@ describe('manifest binding', () => {
 
 describe('limits', () => {
   it('a project rate limit answers 429 RATE_LIMITED past the limit, without using up the token', async () => {
-    editPolicy((p) => {
+    await editPolicy((p) => {
       p.limits = { projectPerMinute: 3 };
     });
     // Keep clear of a minute boundary, where the window would reset mid-test.
@@ -241,7 +241,7 @@ describe('limits', () => {
   });
 
   it('a key usage limit holds', async () => {
-    editPolicy((p) => {
+    await editPolicy((p) => {
       p.limits = { keyUsage: { 'demo-release': 2 } };
     });
     const statuses: number[] = [];
@@ -253,7 +253,7 @@ describe('limits', () => {
 describe('policy reload', () => {
   it('an invalid new policy is refused and the old one stays in force', async () => {
     writeFileSync(env.init.policy, 'version: 1\nprojects: { example: { keys: [] } }\n');
-    expect(() => service.reloadPolicy()).toThrow(expect.objectContaining({ code: 'POLICY_INVALID' }));
+    await expect(service.reloadPolicy()).rejects.toMatchObject({ code: 'POLICY_INVALID' });
     expect((await sign(await devToken(env))).status).toBe(200);
   });
 });

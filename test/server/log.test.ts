@@ -84,6 +84,15 @@ describe('receipts', () => {
     expect(JSON.stringify(decision)).not.toMatch(/eyJ[A-Za-z0-9_-]{10,}\./); // no token in the log
   });
 
+  it('the policy every decision names is itself in the log, rules included', async () => {
+    const answer = await sign();
+    const first = (await get('/v1/log/entries?start=0&end=1')).entries[0];
+    expect(first.kind).toBe('signet.policy/v1');
+    const loaded = JSON.parse(Buffer.from(first.leaf as string, 'base64').toString());
+    expect(loaded).toMatchObject({ kind: 'PolicyLoaded', spec: { reason: 'start', sha256: answer.json.policy.sha256 } });
+    expect(loaded.spec.document.projects.example.keys).toEqual(['demo-release']);
+  });
+
   it('denials by policy are logged; authentication failures and dry runs are not', async () => {
     let size = await logSize();
     const denied = await sign({}, await devToken(env, { ref: 'refs/heads/feature' }));
