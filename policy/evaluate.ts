@@ -11,7 +11,7 @@ import type { DigestAlgorithm } from '../signer/algorithms.js';
 import type { SignatureFormat } from '../signer/formats.js';
 import { claimMatches } from './claims.js';
 import { tokenSource, type ManifestReading } from './manifest-binding.js';
-import type { IdentityRule, PolicyDocument, ProjectPolicy, TimeWindow, Weekday } from './schema.js';
+import { normalizeDistinguishedName, type IdentityRule, type PolicyDocument, type ProjectPolicy, type TimeWindow, type Weekday } from './schema.js';
 
 export type DenyReasonCode =
   | 'PROJECT_UNKNOWN'
@@ -50,6 +50,9 @@ export interface SignDecisionInput {
   readonly keyName: string | undefined;
   /** Lowercase hex SHA-256 fingerprint of the verified client certificate. */
   readonly clientFingerprint: string;
+  /** Its subject and issuer DNs as Node prints them; absent when unknown. */
+  readonly clientSubject?: string;
+  readonly clientIssuer?: string;
   /** The verified pipeline identity; undefined when the request carried no token. */
   readonly identity: PipelineIdentity | undefined;
   readonly digestAlgorithm: DigestAlgorithm;
@@ -83,10 +86,19 @@ export function decideSignRequest(policy: PolicyDocument, input: SignDecisionInp
     reasons.push({ code: 'KEY_NOT_ALLOWED', message: `key "${keyName}" is not allowed for this project` });
   }
 
-  const client = project.clients.find((c) => c.fingerprint === input.clientFingerprint);
-  if (client === undefined) {
+  // Every rule naming this certificate counts, whatever their order: the client may use
+  // a key if any of them allows it.
+  const subject = input.clientSubject === undefined ? undefined : normalizeDistinguishedName(input.clientSubject);
+  const issuer = input.clientIssuer === undefined ? undefined : normalizeDistinguishedName(input.clientIssuer);
+  const clientRules = project.clients.filter(
+    (c) =>
+      (c.fingerprint === undefined || c.fingerprint === input.clientFingerprint) &&
+      (c.subject === undefined || c.subject === subject) &&
+      (c.issuer === undefined || c.issuer === issuer),
+  );
+  if (clientRules.length === 0) {
     reasons.push({ code: 'CLIENT_NOT_ALLOWED', message: 'client certificate is not allowed for this project' });
-  } else if (keyName !== undefined && client.keys !== undefined && !client.keys.includes(keyName)) {
+  } else if (keyName !== undefined && !clientRules.some((c) => c.keys === undefined || c.keys.includes(keyName))) {
     reasons.push({ code: 'CLIENT_KEY_NOT_ALLOWED', message: `client certificate may not use key "${keyName}"` });
   }
 

@@ -47,15 +47,36 @@ const identityRule = z
   })
   .strict();
 
+/**
+ * A distinguished name as Node prints it (`CN=ci-example\nO=Signet`, certificate order);
+ * policies may write the parts separated by ", " instead of newlines.
+ */
+export function normalizeDistinguishedName(name: string): string {
+  return name
+    .split(/\n|,\s*/)
+    .map((part) => part.trim())
+    .filter((part) => part !== '')
+    .join(', ');
+}
+
+const distinguishedName = z.string().min(3).max(1024).transform(normalizeDistinguishedName);
+
 const clientRule = z
   .object({
     /** SHA-256 fingerprint of the DER client certificate. */
-    fingerprint: fingerprintSchema,
+    fingerprint: fingerprintSchema.optional(),
+    /** The certificate's subject DN, exactly (e.g. `CN=ci-example, O=Signet`). */
+    subject: distinguishedName.optional(),
+    /** The DN of the CA that issued it: any certificate of that CI client CA. */
+    issuer: distinguishedName.optional(),
     /** Optional subset of the project's keys this client may use; all of them when absent. */
     keys: z.array(keyName).min(1).optional(),
     description: z.string().max(200).optional(),
   })
-  .strict();
+  .strict()
+  .refine((rule) => rule.fingerprint !== undefined || rule.subject !== undefined || rule.issuer !== undefined, {
+    error: 'name the certificate by fingerprint, subject or issuer (every one given must match)',
+  });
 
 const DAYS = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'] as const;
 export type Weekday = (typeof DAYS)[number];

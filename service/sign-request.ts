@@ -124,6 +124,8 @@ export async function signRequest(deps: SignRequestDependencies, caller: SignCal
     project: request.project,
     keyName: requestedName,
     clientFingerprint: caller.client.fingerprint,
+    clientSubject: caller.client.subject,
+    clientIssuer: caller.client.issuer,
     identity: { issuerName: identity.issuerName, claims: identity.claims },
     digestAlgorithm: digest.algorithm,
     format: request.format,

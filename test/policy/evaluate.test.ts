@@ -96,6 +96,26 @@ describe('decideSignRequest', () => {
     expect(JSON.stringify(decideSignRequest(policy, evil).reasons)).not.toContain('secret-value');
   });
 
+  it('names clients by subject or issuing CA too; every field given must match', () => {
+    const byName = policySchema.parse({
+      version: 1,
+      projects: {
+        p: {
+          keys: ['k', 'j'],
+          defaultKey: 'k',
+          identities: [{ issuer: 'github' }],
+          clients: [{ subject: 'CN=ci-web, O=Example' }, { issuer: 'CN=Example CI CA\nO=Example', keys: ['j'] }],
+        },
+      },
+    });
+    const base = { ...allowed, project: 'p', clientFingerprint: 'e'.repeat(64) };
+    expect(decideSignRequest(byName, { ...base, clientSubject: 'CN=ci-web\nO=Example', clientIssuer: 'CN=Other' }).allow).toBe(true);
+    expect(codes({ ...base, clientSubject: 'CN=ci-api\nO=Example', clientIssuer: 'CN=Example CI CA\nO=Example' }, byName)).toEqual(['CLIENT_KEY_NOT_ALLOWED']);
+    expect(decideSignRequest(byName, { ...base, keyName: 'j', clientSubject: 'CN=ci-api', clientIssuer: 'CN=Example CI CA, O=Example' }).allow).toBe(true);
+    expect(codes({ ...base, clientSubject: 'CN=ci-api', clientIssuer: 'CN=Other' }, byName)).toEqual(['CLIENT_NOT_ALLOWED']);
+    expect(() => policySchema.parse({ version: 1, projects: { p: { keys: ['k'], clients: [{ keys: ['k'] }] } } })).toThrow();
+  });
+
   it('denies when no key is named and the project has no default', () => {
     const noDefault = policySchema.parse({ version: 1, projects: { p: { keys: ['k'], clients: [{ fingerprint: FP_A }], identities: [{ issuer: 'github' }] } } });
     expect(codes({ ...allowed, project: 'p' }, noDefault)).toEqual(['NO_DEFAULT_KEY']);
@@ -234,7 +254,7 @@ describe('properties', () => {
         const decision = decideSignRequest(doc, input);
         const p = doc.projects.p!;
         const keyName = input.keyName ?? p.defaultKey;
-        const client = p.clients.find((c) => c.fingerprint === input.clientFingerprint);
+        const clientRules = p.clients.filter((c) => c.fingerprint === input.clientFingerprint);
         const identityOk =
           input.identity !== undefined &&
           p.identities.some(
@@ -247,8 +267,7 @@ describe('properties', () => {
           input.project === 'p' &&
           keyName !== undefined &&
           p.keys.includes(keyName) &&
-          client !== undefined &&
-          (client.keys === undefined || client.keys.includes(keyName)) &&
+          clientRules.some((c) => c.keys === undefined || c.keys.includes(keyName)) &&
           identityOk &&
           p.digestAlgorithms.includes(input.digestAlgorithm) &&
           p.formats.includes(input.format);
