@@ -139,17 +139,24 @@ export async function startService(config: Readonly<SignetConfig>, options: Star
   logger.info({ url, storage: openedStore.kind, policySha256: policy.sha256 }, 'signet listening');
   flushLogs(logger);
 
-  // Housekeeping: token uses past their token's expiry and old rate windows. Not
-  // needed for correctness (expired tokens are refused before their use is looked up).
-  const housekeeping = setInterval(() => {
+  // Housekeeping: token uses past their token's expiry, old rate windows, and token
+  // uses left pending by a request that died with its process (no request lives longer
+  // than the request timeout, so older pending uses are abandoned). Runs at start too,
+  // so a CI retry after a crash is served rather than told the token is in use.
+  const abandonedAfterMs = config.server.requestTimeoutMs + 30_000;
+  const tidy = (): void => {
     const now = new Date();
     const minuteAgo = new Date(now.getTime() - 120_000).toISOString().slice(0, 16);
-    Promise.all([openedStore.tokenUses.purgeExpired(now.toISOString()), openedStore.counters.purgeWindowsBefore(minuteAgo)]).catch(
-      (error: unknown) => {
-        logger.warn({ err: error }, 'housekeeping failed');
-      },
-    );
-  }, 60_000);
+    Promise.all([
+      openedStore.tokenUses.purgeExpired(now.toISOString()),
+      openedStore.tokenUses.releaseAbandoned(new Date(now.getTime() - abandonedAfterMs).toISOString()),
+      openedStore.counters.purgeWindowsBefore(minuteAgo),
+    ]).catch((error: unknown) => {
+      logger.warn({ err: error }, 'housekeeping failed');
+    });
+  };
+  tidy();
+  const housekeeping = setInterval(tidy, 60_000);
   housekeeping.unref();
 
   let stopped: Promise<void> | undefined;

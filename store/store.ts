@@ -80,6 +80,12 @@ export interface TokenUseRepository {
   get(issuer: string, tokenId: string): Promise<TokenUseRecord | null>;
   /** Deletes uses whose token expired before `now`; returns how many. */
   purgeExpired(now: string): Promise<number>;
+  /**
+   * Deletes `pending` uses created before `createdBefore`: their request died with its
+   * process (a crash), so nothing of theirs left the service, and an identical retry
+   * may now be served instead of waiting for an answer that will never come.
+   */
+  releaseAbandoned(createdBefore: string): Promise<number>;
 }
 
 /** One counter to add 1 to, if it stays within its limit. */

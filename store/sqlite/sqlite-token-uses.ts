@@ -63,6 +63,10 @@ export class SqliteTokenUseRepository implements TokenUseRepository {
   purgeExpired(now: string): Promise<number> {
     return this.#run('purging expired token uses', () => this.#operations.purgeExpired(now));
   }
+
+  releaseAbandoned(createdBefore: string): Promise<number> {
+    return this.#run('releasing abandoned token uses', () => this.#operations.releaseAbandoned(createdBefore));
+  }
 }
 
 function describeUse(issuer: unknown, tokenId: unknown): string {
@@ -150,6 +154,11 @@ export class SqliteTokenUseOperations {
     const now = requireTimestamp('now', nowArg);
     // Canonical timestamps compare as text in time order (validation.ts).
     return this.#access.statement('DELETE FROM token_uses WHERE expires_at < ?').run(now).changes;
+  }
+
+  releaseAbandoned(createdBeforeArg: string): number {
+    const createdBefore = requireTimestamp('createdBefore', createdBeforeArg);
+    return this.#access.statement("DELETE FROM token_uses WHERE state = 'pending' AND created_at < ?").run(createdBefore).changes;
   }
 
   #read(issuer: string, tokenId: string): TokenUseRecord | null {

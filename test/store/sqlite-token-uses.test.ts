@@ -194,6 +194,22 @@ describe('release', () => {
   });
 });
 
+describe('releaseAbandoned', () => {
+  it('deletes pending uses created before the given time, never done ones, and frees their tokens', async () => {
+    await store.tokenUses.claim(tokenClaim('old', 'r', { createdAt: '2025-01-02T03:00:00.000Z' }));
+    await store.tokenUses.claim(tokenClaim('done', 'r', { createdAt: '2025-01-02T03:00:00.000Z' }));
+    await store.tokenUses.complete(ISSUER, 'done', requestHash('r'), ANSWER);
+    await store.tokenUses.claim(tokenClaim('recent', 'r', { createdAt: '2025-01-02T03:05:00.000Z' }));
+
+    expect(await store.tokenUses.releaseAbandoned('2025-01-02T03:01:00.000Z')).toBe(1);
+    expect(await store.tokenUses.get(ISSUER, 'old')).toBeNull();
+    expect((await store.tokenUses.get(ISSUER, 'done'))?.state).toBe('done');
+    expect((await store.tokenUses.get(ISSUER, 'recent'))?.state).toBe('pending');
+    expect((await store.tokenUses.claim(tokenClaim('old', 'r'))).kind).toBe('claimed');
+    await expect(store.tokenUses.releaseAbandoned('yesterday')).rejects.toThrow(TypeError);
+  });
+});
+
 describe('purgeExpired', () => {
   it('deletes uses that expired strictly before now, pending or done, and counts them', async () => {
     const expiries = ['2025-01-02T03:10:00.000Z', '2025-01-02T03:20:00.000Z', '2025-01-02T03:30:00.000Z'];
