@@ -15,11 +15,11 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { runInit } from '../cli/init.js';
 import { runLogVerify } from '../cli/log-verify.js';
-import { loadConfig, readSecret } from '../config/load.js';
+import { loadConfig } from '../config/load.js';
 import { keyRef } from '../keyrotation/signing-keys.js';
 import { canonicalBytes } from '../log/canonical-json.js';
 import { TransparencyLog } from '../log/transparency-log.js';
-import { openPkcs11Hsm } from '../signer/pkcs11-hsm.js';
+import { openConfiguredHsm } from '../service/open-hsm.js';
 import { openStore } from '../store/open-store.js';
 import type { LogEntryInput } from '../store/store.js';
 
@@ -42,8 +42,7 @@ function leaf(i: number): Buffer {
 export async function runLogBench(dir: string, options: { entries: number; seconds: number; log: (m: string) => void }): Promise<LogBenchResult> {
   const init = await runInit({ dir, port: 0, force: false });
   const config = loadConfig(init.config);
-  if (config.hsm.softhsm2Conf !== undefined) process.env.SOFTHSM2_CONF = config.hsm.softhsm2Conf;
-  const hsm = await openPkcs11Hsm({ modulePath: config.hsm.module, tokenLabel: config.hsm.tokenLabel, pin: readSecret(config.hsm.pin, 'hsm.pin'), poolSize: 1, signWorkers: 2 });
+  const hsm = await openConfiguredHsm(config, { poolSize: 1 });
   const store = await openStore({ driver: 'sqlite', sqlite: { path: join(dir, 'bench-log.db') } });
   try {
     // The log key lives in init's database; copy its record so this log uses it.

@@ -3,10 +3,10 @@
  * set-ups only: it opens the HSM and storage named by the config directly; in
  * production new key versions come from approved rotations).
  */
-import { loadConfig, readSecret } from '../config/load.js';
+import { loadConfig } from '../config/load.js';
 import { createSigningKey } from '../keyrotation/signing-keys.js';
 import { isKeyAlgorithm, KEY_ALGORITHMS } from '../signer/algorithms.js';
-import { openPkcs11Hsm } from '../signer/pkcs11-hsm.js';
+import { openConfiguredHsm } from '../service/open-hsm.js';
 import type { KeyVersionRecord } from '../store/store.js';
 import { openStore } from '../store/open-store.js';
 import { CliError } from './errors.js';
@@ -24,15 +24,7 @@ export async function runKeysList(url: string, caFile: string): Promise<unknown>
 export async function runKeysCreate(configPath: string, name: string, algorithm: string): Promise<KeyVersionRecord> {
   if (!isKeyAlgorithm(algorithm)) throw new CliError('USAGE', `--algorithm is one of ${KEY_ALGORITHMS.join(', ')}`);
   const config = loadConfig(configPath);
-  if (config.hsm.softhsm2Conf !== undefined) process.env.SOFTHSM2_CONF = config.hsm.softhsm2Conf;
-  const hsm = await openPkcs11Hsm({
-    modulePath: config.hsm.module,
-    tokenLabel: config.hsm.tokenLabel,
-    ...(config.hsm.tokenSerial === undefined ? {} : { tokenSerial: config.hsm.tokenSerial }),
-    pin: readSecret(config.hsm.pin, 'hsm.pin'),
-    poolSize: 1,
-    signWorkers: 1,
-  });
+  const hsm = await openConfiguredHsm(config, { poolSize: 1, signWorkers: 1 });
   try {
     const store = await openStore(config.storage);
     try {

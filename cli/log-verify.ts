@@ -46,6 +46,7 @@ interface Source {
   checkpoints(): Promise<{ size: number; note: string }[]>;
   /** Yields entries in index order, with the hashes the source records for each. */
   entries(): Iterable<SourceEntry> | AsyncIterable<SourceEntry>;
+  close(): void;
 }
 
 export async function runLogVerify(options: LogVerifyOptions): Promise<LogVerifyResult> {
@@ -76,13 +77,8 @@ export async function runLogVerify(options: LogVerifyOptions): Promise<LogVerify
       extendsSavedCheckpoint: extendsSaved,
     };
   } finally {
-    closeSource(source);
+    source.close();
   }
-}
-
-const closers = new WeakMap<Source, () => void>();
-function closeSource(source: Source): void {
-  closers.get(source)?.();
 }
 
 function readText(path: string): string {
@@ -110,7 +106,7 @@ function openDatabaseSource(path: string, origin: string | undefined, trustedKey
     warnings.push('the log key was read from the database being verified; pass --public-key to check against a key you trust');
   }
   const nodeAt = db.prepare('SELECT hash FROM log_nodes WHERE level = 0 AND idx = ?').pluck();
-  const source: Source = {
+  return {
     origin,
     publicKeyPem,
     warnings,
@@ -123,11 +119,10 @@ function openDatabaseSource(path: string, origin: string | undefined, trustedKey
         yield { index: row.idx, leaf: row.leaf, recorded: [row.leaf_hash, node] };
       }
     },
+    close: () => {
+      db.close();
+    },
   };
-  closers.set(source, () => {
-    db.close();
-  });
-  return source;
 }
 
 async function openServiceSource(url: string | undefined, ca: string | undefined, trustedKey: string | undefined): Promise<Source> {
@@ -137,7 +132,7 @@ async function openServiceSource(url: string | undefined, ca: string | undefined
   const info = (await get('/v1/log')) as { origin: string; publicKeyPem: string; treeSize: number };
   const warnings: string[] = [];
   if (trustedKey === undefined) warnings.push('the log key was taken from the service being verified; pass --public-key to check against a key you trust');
-  const source: Source = {
+  return {
     origin: info.origin,
     publicKeyPem: trustedKey ?? info.publicKeyPem,
     warnings,
@@ -161,9 +156,8 @@ async function openServiceSource(url: string | undefined, ca: string | undefined
         }
       }
     },
+    close: () => {
+      agent.destroy();
+    },
   };
-  closers.set(source, () => {
-    agent.destroy();
-  });
-  return source;
 }

@@ -5,7 +5,6 @@
  * token, PIN, key or storage never accepts a connection.
  */
 import { readFileSync } from 'node:fs';
-import { readSecret } from '../config/load.js';
 import { ConfigError } from '../config/errors.js';
 import type { SignetConfig } from '../config/schema.js';
 import { KeyError } from '../keyrotation/errors.js';
@@ -20,10 +19,10 @@ import { createPipelineTokenVerifier } from '../policy/oidc/verifier.js';
 import { createApp } from '../server/app.js';
 import { listenHttps } from '../server/https-listener.js';
 import { createLogger, flushLogs, type Logger } from '../server/logger.js';
-import { openPkcs11Hsm } from '../signer/pkcs11-hsm.js';
 import type { Hsm } from '../signer/types.js';
 import { openStore } from '../store/open-store.js';
 import type { SignetStore } from '../store/store.js';
+import { openConfiguredHsm } from './open-hsm.js';
 
 export interface RunningService {
   /** The HSM adapter in use (for operations and tests; it holds no secret itself). */
@@ -55,17 +54,7 @@ export async function startService(config: Readonly<SignetConfig>, options: Star
     clientCa: readConfigFile(config.server.tls.clientCaFile, 'server.tls.clientCaFile'),
   };
 
-  if (config.hsm.softhsm2Conf !== undefined) process.env.SOFTHSM2_CONF = config.hsm.softhsm2Conf;
-  const pin = readSecret(config.hsm.pin, 'hsm.pin');
-  const hsm: Hsm = await openPkcs11Hsm({
-    modulePath: config.hsm.module,
-    tokenLabel: config.hsm.tokenLabel,
-    ...(config.hsm.tokenSerial === undefined ? {} : { tokenSerial: config.hsm.tokenSerial }),
-    pin,
-    poolSize: config.hsm.sessions,
-    signWorkers: config.hsm.signWorkers,
-    logger,
-  });
+  const hsm: Hsm = await openConfiguredHsm(config, { logger });
 
   const openedStore = await openStoreChecked(config, hsm);
   let tokens: PipelineTokenVerifier;
