@@ -17,6 +17,13 @@ export interface LoadTarget {
   readonly key: Buffer;
 }
 
+/** What one load phase saw; `summarise` turns one or more of them into a LoadResult. */
+export interface LoadRun {
+  readonly latencies: readonly number[];
+  readonly statuses: ReadonlyMap<number, number>;
+  readonly seconds: number;
+}
+
 export interface LoadResult {
   readonly requests: number;
   readonly failures: number;
@@ -47,7 +54,12 @@ function percentile(sorted: Float64Array, p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
 }
 
-function summarise(latencies: number[], statuses: Map<number, number>, seconds: number): LoadResult {
+/** One result over several phases of the same kind (their requests and seconds added up). */
+export function summarise(runs: readonly LoadRun[]): LoadResult {
+  const latencies = runs.flatMap((run) => run.latencies);
+  const statuses = new Map<number, number>();
+  for (const run of runs) for (const [status, count] of run.statuses) statuses.set(status, (statuses.get(status) ?? 0) + count);
+  const seconds = runs.reduce((total, run) => total + run.seconds, 0);
   const sorted = Float64Array.from(latencies).sort();
   const failures = [...statuses.entries()].filter(([s]) => s !== 200).reduce((n, [, c]) => n + c, 0);
   return {
@@ -66,7 +78,7 @@ function agentFor(target: LoadTarget, connections: number): Agent {
 }
 
 /** Closed loop: `connections` clients, each sending its next request when the last answered. */
-export async function closedLoop(target: LoadTarget, connections: number, seconds: number): Promise<LoadResult> {
+export async function closedLoop(target: LoadTarget, connections: number, seconds: number): Promise<LoadRun> {
   const agent = agentFor(target, connections);
   const latencies: number[] = [];
   const statuses = new Map<number, number>();
@@ -83,7 +95,7 @@ export async function closedLoop(target: LoadTarget, connections: number, second
   await Promise.all(Array.from({ length: connections }, worker));
   const elapsed = (performance.now() - started) / 1000;
   await agent.close();
-  return summarise(latencies, statuses, elapsed);
+  return { latencies, statuses, seconds: elapsed };
 }
 
 /**
@@ -91,7 +103,7 @@ export async function closedLoop(target: LoadTarget, connections: number, second
  * in p99. Latency is measured from each request's scheduled start, so a load generator
  * that falls behind its schedule counts against the result rather than hiding it.
  */
-export async function openLoop(target: LoadTarget, ratePerSecond: number, seconds: number, connections: number): Promise<LoadResult> {
+export async function openLoop(target: LoadTarget, ratePerSecond: number, seconds: number, connections: number): Promise<LoadRun> {
   const agent = agentFor(target, connections);
   const latencies: number[] = [];
   const statuses = new Map<number, number>();
@@ -113,5 +125,5 @@ export async function openLoop(target: LoadTarget, ratePerSecond: number, second
   await Promise.all(inFlight);
   const elapsed = (performance.now() - started) / 1000;
   await agent.close();
-  return summarise(latencies, statuses, elapsed);
+  return { latencies, statuses, seconds: elapsed };
 }

@@ -4,23 +4,33 @@
  *   1. raw PKCS#11 P-256 sign rate: a sync C_Sign loop on one session, in its own
  *      process (the limit the service is measured against);
  *   2. `pkcs11-tool --sign`, one process per signature (what a shell step in CI does);
- *   3. the service end to end: `signet serve` in its own process, POST /v1/sign over
- *      keep-alive mutual TLS from N concurrent clients (closed loop) → max rate,
- *      p50/p99; then an open loop at half that rate → p50/p99. Every request carries
- *      a fresh RS256 id token (what GitHub and GitLab issue), minted before the run;
+ *   3. the service end to end: the service in its own process (bench/serve.ts, which
+ *      starts it exactly as `signet serve` does), POST /v1/sign over keep-alive mutual
+ *      TLS from N concurrent clients (closed loop) → max rate, p50/p99; then an open
+ *      loop at half that rate → p50/p99. Every request carries a fresh RS256 id token
+ *      (what GitHub and GitLab issue), minted before the run. The cost of the
+ *      transparency log is measured in the same run: a second service, on a copy of
+ *      the database, runs with the log swapped for one that records nothing
+ *      (bench/unlogged-log.ts), and the two are loaded in turn, alternating, for
+ *      --rounds rounds each, so that other work on the machine weighs on both alike;
  *   4. the identity + policy step alone (token verification and the policy decision,
  *      in this process, one at a time), to show its share of the end-to-end cost.
  *
  * The load generator runs on the same machine as the service and the token, so all
  * three share the machine's cores; the figures are for that set-up.
  *
- * Options: --seconds S (per phase, default 10), --connections N (default 16), --json,
- * --only signing|log, --log-entries N (default 1,000,000). The log figures are in
- * bench/log-bench.ts.
+ * Options: --seconds S (per phase, default 10), --connections N (default 16),
+ * --rounds R (with/without-log rounds, default 3), --json, --only signing|log|storage-compare,
+ * --log-entries N (default 1,000,000). The log figures are in bench/log-bench.ts.
+ *
+ * `--only storage-compare` (bench/storage-compare.ts) measures the end-to-end sign rate
+ * on PostgreSQL against SQLite in one run, with --postgres-url U (default
+ * $SIGNET_BENCH_POSTGRES_URL or $SIGNET_TEST_POSTGRES_URL) and --pool-size N; it is not
+ * part of the default run, which needs no database server.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -33,24 +43,28 @@ import { decideSignRequest } from '../policy/evaluate.js';
 import { loadPolicyFile } from '../policy/load.js';
 import { createPipelineTokenVerifier } from '../policy/oidc/verifier.js';
 import { openStore } from '../store/open-store.js';
-import { closedLoop, openLoop, type LoadResult, type LoadTarget } from './load.js';
+import { closedLoop, openLoop, summarise, type LoadResult, type LoadRun, type LoadTarget } from './load.js';
 import { runLogBench } from './log-bench.js';
+import { formatStorageCompare, runStorageCompare } from './storage-compare.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const cli = join(here, '..', 'cli', 'main.js');
 
 const { values } = parseArgs({
   options: {
     seconds: { type: 'string' },
     connections: { type: 'string' },
+    rounds: { type: 'string' },
     json: { type: 'boolean' },
     keep: { type: 'boolean' },
     only: { type: 'string' },
     'log-entries': { type: 'string' },
+    'postgres-url': { type: 'string' },
+    'pool-size': { type: 'string' },
   },
 });
 const seconds = Number(values.seconds ?? '10');
 const connections = Number(values.connections ?? '16');
+const rounds = Number(values.rounds ?? '3');
 
 function log(message: string): void {
   if (values.json !== true) process.stderr.write(`${message}\n`);
@@ -80,6 +94,21 @@ async function waitReady(url: string, ca: Buffer): Promise<void> {
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error('the service did not become ready');
+}
+
+type LogVariant = 'on' | 'off' | 'promises';
+
+/** The service in its own process (bench/serve.ts), on `port` and `database`, with its log, without, or with promises. */
+function startBenchService(configPath: string, port: number, database: string, variant: LogVariant): ChildProcess {
+  const args = [join(here, 'serve.js'), '--config', configPath, '--port', String(port), '--database', database, '--log', variant];
+  return spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'inherit'] });
+}
+
+async function stopBenchService(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGTERM');
+  await exited;
 }
 
 async function main(): Promise<void> {
@@ -121,10 +150,13 @@ async function main(): Promise<void> {
 
   log('minting RS256 id tokens for the run…');
   const mint = await createDevTokenMinter(join(dir, 'oidc', 'dev-issuer-key.json'), DEV_AUDIENCE);
-  const tokenCount = Math.ceil(3000 * (Math.min(2, seconds) + seconds * 1.5)) + 5000;
+  // The two services keep their token uses in separate databases, so each may use
+  // every token once: one pool, one cursor per service. Sized for 2,000/s.
+  const warmUpSeconds = Math.min(2, seconds);
+  const tokenCount = Math.ceil(2000 * (warmUpSeconds + seconds * rounds + seconds));
   const tokens: string[] = [];
-  for (let i = 0; i < tokenCount; i += 500) {
-    tokens.push(...(await Promise.all(Array.from({ length: Math.min(500, tokenCount - i) }, () => mint({}, 3600)))));
+  for (let i = 0; i < tokenCount + 5000; i += 500) {
+    tokens.push(...(await Promise.all(Array.from({ length: Math.min(500, tokenCount + 5000 - i) }, () => mint({}, 3600)))));
   }
 
   log('3/4 identity + policy step alone…');
@@ -147,61 +179,110 @@ async function main(): Promise<void> {
   }
   const identityPerSecond = sample.length / ((performance.now() - t1) / 1000);
 
-  log(`4/4 end to end: signet serve, ${connections} keep-alive mTLS clients…`);
-  const server = spawn(process.execPath, [cli, 'serve', '--config', init.config], { stdio: ['ignore', 'ignore', 'inherit'] });
+  log(`4/4 end to end, ${connections} keep-alive mTLS clients: with the log, without it, and with promises, ${rounds} alternating rounds of ${seconds} s…`);
+  // Every service starts from init's database, each on a file of its own.
+  const variants: readonly LogVariant[] = ['on', 'off', 'promises'];
+  const services = new Map<LogVariant, { port: number; child: ChildProcess; nextToken: number; runs: LoadRun[] }>();
+  for (const variant of variants) {
+    const database = variant === 'on' ? init.database : join(dir, `log-${variant}.db`);
+    if (variant !== 'on') copyFileSync(init.database, database);
+    const servicePort = variant === 'on' ? port : await freePort();
+    services.set(variant, { port: servicePort, child: startBenchService(init.config, servicePort, database, variant), nextToken: 0, runs: [] });
+  }
+  const service = (variant: LogVariant): { port: number; child: ChildProcess; nextToken: number; runs: LoadRun[] } => {
+    const found = services.get(variant);
+    if (found === undefined) throw new Error(`no ${variant} service`);
+    return found;
+  };
   try {
     const ca = readFileSync(init.caCert);
-    await waitReady(init.url, ca);
-    const target: LoadTarget = {
-      url: `${init.url}/v1/sign`,
+    const urlOf = (servicePort: number): string => {
+      const url = new URL(init.url);
+      url.port = String(servicePort);
+      return url.origin;
+    };
+    for (const variant of variants) await waitReady(urlOf(service(variant).port), ca);
+    const targetOf = (variant: LogVariant): LoadTarget => ({
+      url: `${urlOf(service(variant).port)}/v1/sign`,
       ca,
       cert: readFileSync(init.clientCert),
       key: readFileSync(init.clientKey),
       body: () => JSON.stringify({ project: init.project, digest: { algorithm: 'sha256', value: randomBytes(32).toString('hex') } }),
-      headers: () => ({ authorization: `Bearer ${tokens.pop() ?? ''}` }),
-    };
-    await closedLoop(target, connections, Math.min(2, seconds)); // warm-up: JIT, TLS sessions, pool
-    const max = await closedLoop(target, connections, seconds);
-    const half = await openLoop(target, max.perSecond / 2, seconds, connections);
+      headers: () => {
+        const token = tokens[service(variant).nextToken] ?? '';
+        service(variant).nextToken += 1;
+        return { authorization: `Bearer ${token}` };
+      },
+    });
+    // Warm-up: JIT, TLS sessions, HSM session pools.
+    for (const variant of variants) await closedLoop(targetOf(variant), connections, warmUpSeconds);
+    for (let round = 0; round < rounds; round += 1) {
+      // A B C, C B A, …: none always goes first or last.
+      const order = round % 2 === 0 ? variants : [...variants].reverse();
+      for (const variant of order) service(variant).runs.push(await closedLoop(targetOf(variant), connections, seconds));
+      const last = (variant: LogVariant): string => summarise(service(variant).runs.slice(-1)).perSecond.toFixed(0);
+      log(`  round ${round + 1}: with the log ${last('on')}/s, without ${last('off')}/s, with promises ${last('promises')}/s`);
+    }
+    const max = summarise(service('on').runs);
+    const baseline = summarise(service('off').runs);
+    const promising = summarise(service('promises').runs);
+    const ratiosByRound = (variant: LogVariant): number[] =>
+      service(variant).runs.map((run, index) => summarise([run]).perSecond / summarise([service('off').runs[index] as LoadRun]).perSecond);
+    const roundRatios = ratiosByRound('on');
+    await stopBenchService(service('off').child);
+    await stopBenchService(service('promises').child);
+    const half = summarise([await openLoop(targetOf('on'), max.perSecond / 2, seconds, connections)]);
 
+    const cpus = (await import('node:os')).cpus().length;
     const results = {
-      machine: { cpus: (await import('node:os')).cpus().length, node: process.version },
+      machine: { cpus, node: process.version },
       rawPkcs11PerSecond: raw.perSecond,
       pkcs11Tool: { msPerSignature: toolMs, perSecond: toolPerSecond },
-      endToEnd: { connections, ...max },
+      endToEnd: { connections, rounds, ...max },
+      endToEndWithoutLog: { connections, rounds, ...baseline },
+      endToEndWithPromises: { connections, rounds, ...promising },
       halfLoad: { targetPerSecond: max.perSecond / 2, ...half },
       identityAndPolicy: { perSecondOneCore: identityPerSecond, microsecondsEach: 1e6 / identityPerSecond },
       ratios: {
         endToEndOverRaw: max.perSecond / raw.perSecond,
         endToEndOverPkcs11Tool: max.perSecond / toolPerSecond,
+        // The rate with the log over the rate without it, over all rounds and round by round.
+        withLogOverWithout: max.perSecond / baseline.perSecond,
+        withLogOverWithoutByRound: roundRatios,
+        withPromisesOverWithout: promising.perSecond / baseline.perSecond,
+        withPromisesOverWithoutByRound: ratiosByRound('promises'),
         // CPU the identity step takes at the measured end-to-end rate, as a share of the whole machine.
-        identityShareOfMachine: max.perSecond / identityPerSecond / (await import('node:os')).cpus().length,
+        identityShareOfMachine: max.perSecond / identityPerSecond / cpus,
       },
     };
     if (values.json === true) {
       process.stdout.write(`${JSON.stringify(results, null, 2)}\n`);
     } else {
       const row = (name: string, r: LoadResult): string =>
-        `${name.padEnd(34)} ${r.perSecond.toFixed(0).padStart(7)}/s  p50 ${r.p50Ms.toFixed(2)} ms  p99 ${r.p99Ms.toFixed(2)} ms  (${r.requests} requests, ${r.failures} failed)`;
+        `${name.padEnd(40)} ${r.perSecond.toFixed(0).padStart(7)}/s  p50 ${r.p50Ms.toFixed(2)} ms  p99 ${r.p99Ms.toFixed(2)} ms  (${r.requests} requests, ${r.failures} failed)`;
+      const percent = (ratio: number): string => `${(ratio * 100).toFixed(1)}%`;
       process.stdout.write(
         [
           '',
           `raw PKCS#11 P-256 sign (sync, 1 session)  ${raw.perSecond.toFixed(0)}/s`,
           `pkcs11-tool --sign (process per sig)      ${toolMs.toFixed(1)} ms = ${toolPerSecond.toFixed(1)}/s`,
           row(`POST /v1/sign, ${connections} clients, max`, max),
+          row(`  same, without the log (baseline)`, baseline),
+          `  with the log / without                 ${percent(results.ratios.withLogOverWithout)}   (rounds: ${roundRatios.map(percent).join(', ')}; target ≥ 80%)`,
+          row(`  same, with a promise in every answer`, promising),
+          `  with promises / without                ${percent(results.ratios.withPromisesOverWithout)}   (rounds: ${results.ratios.withPromisesOverWithoutByRound.map(percent).join(', ')})`,
           row(`POST /v1/sign at half load`, half),
-          `end-to-end / raw PKCS#11                 ${(results.ratios.endToEndOverRaw * 100).toFixed(1)}%   (target ≥ 40%)`,
+          `end-to-end / raw PKCS#11                 ${percent(results.ratios.endToEndOverRaw)}   (target ≥ 40%)`,
           `p99 at half load                         ${half.p99Ms.toFixed(2)} ms (target < 10 ms)`,
           `end-to-end / pkcs11-tool                 ${results.ratios.endToEndOverPkcs11Tool.toFixed(0)}x   (target ≥ 50x)`,
           `identity + policy (RS256), one core      ${identityPerSecond.toFixed(0)}/s = ${(1e6 / identityPerSecond).toFixed(0)} µs each`,
-          `  share of the machine at the e2e rate    ${(results.ratios.identityShareOfMachine * 100).toFixed(1)}%   (target ≤ 25% of throughput)`,
+          `  share of the machine at the e2e rate    ${percent(results.ratios.identityShareOfMachine)}   (target ≤ 25% of throughput)`,
           '',
         ].join('\n'),
       );
     }
   } finally {
-    server.kill('SIGTERM');
-    await new Promise((r) => server.once('exit', r));
+    for (const { child } of services.values()) await stopBenchService(child);
     if (values.keep !== true) rmSync(dir, { recursive: true, force: true });
   }
 }
@@ -230,9 +311,28 @@ async function logFigures(): Promise<void> {
   }
 }
 
+async function storageFigures(): Promise<void> {
+  const postgresUrl = values['postgres-url'] ?? process.env.SIGNET_BENCH_POSTGRES_URL ?? process.env.SIGNET_TEST_POSTGRES_URL;
+  if (postgresUrl === undefined || postgresUrl === '') throw new Error('storage-compare needs --postgres-url (or SIGNET_BENCH_POSTGRES_URL)');
+  const result = await runStorageCompare({
+    postgresUrl,
+    seconds,
+    connections,
+    rounds,
+    poolSize: values['pool-size'] === undefined ? undefined : Number(values['pool-size']),
+    keep: values.keep === true,
+    log,
+  });
+  process.stdout.write(values.json === true ? `${JSON.stringify({ storage: result }, null, 2)}\n` : formatStorageCompare(result));
+}
+
 async function all(): Promise<void> {
   if (values.only === 'log') {
     await logFigures();
+    return;
+  }
+  if (values.only === 'storage-compare') {
+    await storageFigures();
     return;
   }
   await main();

@@ -1,8 +1,11 @@
 /**
  * `signet keys list` (public, over HTTPS) and `signet keys create` (development
  * set-ups only: it opens the HSM and storage named by the config directly; in
- * production new key versions come from approved rotations).
+ * production new key versions come from approved rotations). A created key gets its
+ * code-signing certificate when the CA hierarchy exists.
  */
+import { CertificateAuthority } from '../ca/authority.js';
+import { caSettingsFrom } from '../ca/settings.js';
 import { loadConfig } from '../config/load.js';
 import { createSigningKey } from '../keyrotation/signing-keys.js';
 import { isKeyAlgorithm, KEY_ALGORITHMS } from '../signer/algorithms.js';
@@ -28,7 +31,10 @@ export async function runKeysCreate(configPath: string, name: string, algorithm:
   try {
     const store = await openStore(config.storage);
     try {
-      return await createSigningKey(hsm, store, name, algorithm);
+      // A new signing key gets its code-signing certificate once the CA exists (signet ca init).
+      const ca = new CertificateAuthority({ hsm, store, settings: caSettingsFrom(config), logKeyName: config.log.keyName });
+      const certify = name !== config.log.keyName && (await ca.active()).intermediate !== null ? (key: KeyVersionRecord) => ca.issueLeaf(key.keyId) : undefined;
+      return await createSigningKey(hsm, store, name, algorithm, new Date(), certify);
     } finally {
       await store.close();
     }

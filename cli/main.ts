@@ -7,33 +7,43 @@
 import { join } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { isSignetError } from '../errors/signet-error.js';
+import { CA_USAGE, runCaCommand } from './ca.js';
 import { DEV_AUDIENCE, mintDevToken } from './dev-issuer.js';
 import { CliError } from './errors.js';
 import { runInit } from './init.js';
 import { runLogVerify } from './log-verify.js';
+import { OFFICER_USAGE, runOfficerCommand } from './officer.js';
+import { runManifestCommand } from './manifest.js';
 import { runKeysCreate, runKeysList } from './keys.js';
 import { readClientProfile } from './profile.js';
 import { runServe } from './serve.js';
 import { runSign } from './sign.js';
+import { runVerifyCommand, VERIFY_USAGE } from './verify.js';
 
 const USAGE = `usage: signet <command> [options]
 
   init --dir D [--json] [--port P] [--force]   development set-up: SoftHSM token, keys, TLS, config, policy
+       [--postgres-url U [--postgres-schema S]]  record it in PostgreSQL (for replicas) instead of SQLite
   serve --config F                             run the service
   sign (--file F | --payload F) [--dir D | --url U --ca F --cert F --key F --project P]
-       [--key-id K] [--digest-algorithm sha256|sha384|sha512] [--format raw]
+       [--key-id K] [--digest-algorithm sha256|sha384|sha512] [--format raw|dsse|pgp|cms|sigstore-bundle]
        [--token T | --token-file F] [--dry-run]
        [--out F] [--receipt F]                 sign over mTLS with the CI id token ($SIGNET_ID_TOKEN);
                                                writes the signature and <out>.receipt.json
-  dev-token --dir D [--claim name=value …] [--expires-in SECONDS]
+${VERIFY_USAGE}  dev-token --dir D [--claim name=value …] [--expires-in SECONDS]
                                                development only: an id token from the dev issuer made by init
+  manifest create (--artifact F … | --dir D) --version V [--build-command C] [--toolchain NAME=VERSION …]
+       [--image REF@sha256:HEX …] [--source-repository URL] [--commit SHA] [--ref REF] [--builder-id URI]
+       [--out F] [--json]                      release manifest (in-toto Statement, SLSA provenance) from the files
+                                               and the CI environment (GitHub Actions, GitLab CI); stdout without --out
+  manifest schema                              print the manifest's JSON Schema
   log verify (--url U --ca F | --db FILE --origin O) [--public-key F] [--checkpoint F] [--json]
                                                recompute the whole log, check every checkpoint; exit 1
                                                naming the first bad index
   keys list (--dir D | --url U --ca F)         list signing keys (public endpoint)
   keys create --config F --name N [--algorithm ecdsa-p256|ecdsa-p384|ed25519|rsa-pss-3072|rsa-pss-4096]
                                                development only: generate a key version in the HSM
-`;
+${CA_USAGE}${OFFICER_USAGE}`;
 
 type Values = Record<string, string | boolean | undefined>;
 
@@ -64,10 +74,20 @@ async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
     case 'init': {
-      const v = parse(rest, { dir: { type: 'string' }, json: { type: 'boolean' }, port: { type: 'string' }, force: { type: 'boolean' } });
+      const v = parse(rest, {
+        dir: { type: 'string' },
+        json: { type: 'boolean' },
+        port: { type: 'string' },
+        force: { type: 'boolean' },
+        'postgres-url': { type: 'string' },
+        'postgres-schema': { type: 'string' },
+      });
       const port = Number(str(v, 'port') ?? '8443');
       if (!Number.isInteger(port) || port < 1 || port > 65535) throw new CliError('USAGE', '--port is a TCP port number');
-      const result = await runInit({ dir: required(v, 'dir'), port, force: v.force === true });
+      const postgresUrl = str(v, 'postgres-url');
+      if (postgresUrl === undefined && str(v, 'postgres-schema') !== undefined) throw new CliError('USAGE', '--postgres-schema needs --postgres-url');
+      const postgres = postgresUrl === undefined ? undefined : { url: postgresUrl, schema: str(v, 'postgres-schema') };
+      const result = await runInit({ dir: required(v, 'dir'), port, force: v.force === true, postgres });
       print(v.json === true, result, `Signet development set-up written.\n  config:  ${result.config}\n  url:     ${result.url}\n  key:     ${result.keyId}\n  project: ${result.project}\nStart it with: signet serve --config ${result.config}`);
       return 0;
     }
@@ -142,6 +162,10 @@ async function main(argv: string[]): Promise<number> {
       process.stdout.write(`${token}\n`);
       return 0;
     }
+    case 'manifest': {
+      process.stdout.write(await runManifestCommand(rest, process.env));
+      return 0;
+    }
     case 'log': {
       const [sub, ...args] = rest;
       if (sub !== 'verify') throw new CliError('USAGE', 'log takes verify');
@@ -171,6 +195,12 @@ async function main(argv: string[]): Promise<number> {
       print(v.json === true, result, summary);
       return result.ok ? 0 : 1;
     }
+    case 'verify':
+      return runVerifyCommand(rest);
+    case 'ca':
+      return runCaCommand(rest);
+    case 'officer':
+      return runOfficerCommand(rest);
     case 'keys': {
       const [sub, ...args] = rest;
       if (sub === 'list') {

@@ -1,14 +1,24 @@
 /**
  * `signet sign`: the CI client. Hashes the artifact locally (or sends the manifest
  * bytes), calls POST /v1/sign over mutual TLS, writes the signature in the asked
- * format and, beside it, the whole answer as the receipt (`<out>.receipt.json`).
+ * format and, beside it, the whole answer as the receipt (`<out>.receipt.json`),
+ * which `signet verify` reads: chain, log entry and leaf, inclusion proof, checkpoint
+ * and the logged decision.
+ *
+ * What `--out` holds, per format (its natural file, what other tools read):
+ *   raw              the signature bytes (DER for ECDSA)           default <file>.sig
+ *   pgp              the binary OpenPGP signature (`gpg --verify`), and <out>.asc armored
+ *                                                                  default <file>.sig
+ *   cms              the DER SignedData (`openssl cms -verify`)    default <file>.p7s
+ *   dsse             the DSSE envelope, JSON                       default <file>.dsse.json
+ *   sigstore-bundle  the Sigstore bundle, JSON                     default <file>.sigstore.json
  */
 import { createHash } from 'node:crypto';
 import { createReadStream, readFileSync, writeFileSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { isDigestAlgorithm, type DigestAlgorithm } from '../signer/algorithms.js';
-import { SIGNATURE_FORMATS, type SignatureFormat } from '../signer/formats.js';
+import { PAYLOAD_FORMATS, SIGNATURE_FORMATS, type SignatureFormat } from '../signer/formats.js';
 import { CliError } from './errors.js';
 import { createAgent, expectOk, requestJson } from './https-client.js';
 import { readClientProfile } from './profile.js';
@@ -42,6 +52,8 @@ export interface DryRunOutcome {
 
 export interface SignOutcome {
   readonly signatureFile: string;
+  /** pgp: the ASCII-armored signature beside it. */
+  readonly armoredFile?: string;
   readonly receiptFile: string;
   readonly keyId: string;
   readonly response: Record<string, unknown>;
@@ -81,6 +93,9 @@ export async function runSign(options: SignOptions): Promise<SignOutcome | DryRu
   if (!(SIGNATURE_FORMATS as readonly string[]).includes(options.format)) throw new CliError('USAGE', `--format is one of ${SIGNATURE_FORMATS.join(', ')}`);
   const format = options.format as SignatureFormat;
   const algorithm = options.digestAlgorithm;
+  if (PAYLOAD_FORMATS.has(format) && options.payload === undefined) {
+    throw new CliError('USAGE', `--format ${format} signs the manifest itself: give it with --payload, not --file`);
+  }
 
   const token = idToken(options);
   const subject = resolve(options.file ?? options.payload ?? '');
@@ -104,16 +119,50 @@ export async function runSign(options: SignOptions): Promise<SignOutcome | DryRu
       'signing',
     ) as Record<string, unknown>;
     if (response.dryRun === true) return response as unknown as DryRunOutcome;
-    const signature = response.signature;
-    if (typeof signature !== 'string') throw new CliError('REQUEST_FAILED', 'the service answered without a signature');
-    const signatureFile = resolve(options.out ?? `${subject}.sig`);
+    const signed = signatureFileOf(format, response);
+    const signatureFile = resolve(options.out ?? `${subject}${DEFAULT_SUFFIXES[format]}`);
     const receiptFile = resolve(options.receipt ?? `${signatureFile}.receipt.json`);
-    writeFileSync(signatureFile, Buffer.from(signature, 'base64'));
+    writeFileSync(signatureFile, signed.content);
+    const armoredFile = signed.armored === undefined ? undefined : `${signatureFile}.asc`;
+    if (armoredFile !== undefined && signed.armored !== undefined) writeFileSync(armoredFile, signed.armored);
     const receipt = { artifact: { name: basename(subject), digest: body.digest }, ...response };
     writeFileSync(receiptFile, `${JSON.stringify(receipt, null, 2)}\n`);
-    return { signatureFile, receiptFile, keyId: String(response.keyId), response };
+    return { signatureFile, ...(armoredFile === undefined ? {} : { armoredFile }), receiptFile, keyId: String(response.keyId), response };
   } finally {
     agent.destroy();
+  }
+}
+
+const DEFAULT_SUFFIXES: Readonly<Record<SignatureFormat, string>> = {
+  raw: '.sig',
+  pgp: '.sig',
+  cms: '.p7s',
+  dsse: '.dsse.json',
+  'sigstore-bundle': '.sigstore.json',
+};
+
+/** The natural file of each format, from the answer (DESIGN.md "Fixed fields"). */
+function signatureFileOf(format: SignatureFormat, response: Record<string, unknown>): { content: Buffer | string; armored?: string } {
+  const missing = (field: string): CliError => new CliError('REQUEST_FAILED', `the service answered a ${format} signature without "${field}"`);
+  const json = (field: 'envelope' | 'bundle'): string => {
+    const value = response[field];
+    if (typeof value !== 'object' || value === null) throw missing(field);
+    return `${JSON.stringify(value, null, 2)}\n`;
+  };
+  switch (format) {
+    case 'dsse':
+      return { content: json('envelope') };
+    case 'sigstore-bundle':
+      return { content: json('bundle') };
+    case 'raw':
+    case 'cms':
+    case 'pgp': {
+      if (typeof response.signature !== 'string') throw missing('signature');
+      const content = Buffer.from(response.signature, 'base64');
+      if (format !== 'pgp') return { content };
+      if (typeof response.armored !== 'string') throw missing('armored');
+      return { content, armored: response.armored };
+    }
   }
 }
 

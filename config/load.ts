@@ -51,6 +51,7 @@ export function parseConfig(document: unknown, baseDir: string): Readonly<Signet
         certFile: at(config.server.tls.certFile),
         keyFile: at(config.server.tls.keyFile),
         clientCaFile: at(config.server.tls.clientCaFile),
+        ...(config.server.tls.officerCaFile === undefined ? {} : { officerCaFile: at(config.server.tls.officerCaFile) }),
       },
     },
     hsm: {
@@ -58,7 +59,19 @@ export function parseConfig(document: unknown, baseDir: string): Readonly<Signet
       pin: config.hsm.pin.file === undefined ? config.hsm.pin : { file: at(config.hsm.pin.file) },
       ...(config.hsm.softhsm2Conf === undefined ? {} : { softhsm2Conf: at(config.hsm.softhsm2Conf) }),
     },
-    storage: { driver: 'sqlite', sqlite: { path: at(config.storage.sqlite.path) } },
+    storage:
+      config.storage.driver === 'sqlite'
+        ? { driver: 'sqlite', sqlite: { path: at(config.storage.sqlite.path) } }
+        : {
+            ...config.storage,
+            postgres: {
+              ...config.storage.postgres,
+              url:
+                typeof config.storage.postgres.url !== 'string' && config.storage.postgres.url.file !== undefined
+                  ? { file: at(config.storage.postgres.url.file) }
+                  : config.storage.postgres.url,
+            },
+          },
     policy: { file: at(config.policy.file) },
     oidc: {
       ...config.oidc,

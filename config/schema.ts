@@ -7,7 +7,10 @@
  * variable or a secret file that holds them (DESIGN.md, "Keys, policy and state").
  */
 import { z } from 'zod';
+import { caSchema } from '../ca/settings.js';
+import { governanceSchema } from '../keyrotation/settings.js';
 import { oidcSchema } from '../policy/oidc/config.js';
+import { metricsSchema } from '../server/metrics-settings.js';
 
 const secretSource = z
   .object({
@@ -18,6 +21,40 @@ const secretSource = z
   .refine((s) => (s.env === undefined) !== (s.file === undefined), {
     error: 'give exactly one of "env" or "file"',
   });
+
+/** A postgres:// URL that carries no password (in its authority or as a parameter). */
+function isPasswordFreeUrl(value: string): boolean {
+  try {
+    const url = new URL(value);
+    return url.password === '' && !url.searchParams.has('password');
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Several replicas share one PostgreSQL database (store/postgres/). The URL may hold a
+ * password, so it is a secret source like the HSM PIN; a URL without one (the password
+ * then comes from PGPASSWORD or ~/.pgpass) may be written inline.
+ */
+const postgresStorage = z
+  .object({
+    url: z.union([
+      z
+        .string()
+        .regex(/^postgres(?:ql)?:\/\/\S+$/, 'must be a postgres:// URL')
+        .refine(isPasswordFreeUrl, { error: 'a URL holding a password must come from "env" or "file"' }),
+      secretSource,
+    ]),
+    /** The schema holding Signet's tables (search_path); default: the server's search_path. */
+    schema: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, 'a lower-case identifier').optional(),
+    poolSize: z.number().int().min(1).max(1000).default(10),
+    /** Longest a statement may run, lock waits included, before the request fails with 503. */
+    statementTimeoutMs: z.number().int().min(100).max(600_000).default(5_000),
+    /** Longest to wait for a connection. */
+    connectTimeoutMs: z.number().int().min(100).max(600_000).default(5_000),
+  })
+  .strict();
 
 export const configSchema = z
   .object({
@@ -31,6 +68,8 @@ export const configSchema = z
             keyFile: z.string().min(1),
             /** CA that CI client certificates must chain to for POST /v1/sign. */
             clientCaFile: z.string().min(1),
+            /** CA that officers' client certificates must chain to for /v1/officer/*; without it those routes are off. */
+            officerCaFile: z.string().min(1).optional(),
           })
           .strict(),
         /** Largest request body accepted, in bytes (a payload carries a whole manifest). */
@@ -58,12 +97,10 @@ export const configSchema = z
         signWorkers: z.number().int().min(1).max(16).default(2),
       })
       .strict(),
-    storage: z
-      .object({
-        driver: z.literal('sqlite'),
-        sqlite: z.object({ path: z.string().min(1) }).strict(),
-      })
-      .strict(),
+    storage: z.discriminatedUnion('driver', [
+      z.object({ driver: z.literal('sqlite'), sqlite: z.object({ path: z.string().min(1) }).strict() }).strict(),
+      z.object({ driver: z.literal('postgres'), postgres: postgresStorage }).strict(),
+    ]),
     policy: z.object({ file: z.string().min(1) }).strict(),
     log: z
       .object({
@@ -73,8 +110,14 @@ export const configSchema = z
         keyName: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/).default('signet-log'),
       })
       .strict(),
+    /** The code-signing CA in the HSM (ca/settings.ts): validity windows, CRL, expiry watch. */
+    ca: caSchema,
+    /** Officers' TOTP, wrong-code limit, scheduled rotation (keyrotation/settings.ts). */
+    governance: governanceSchema,
     /** Issuers of the CI id tokens that POST /v1/sign requires. */
     oidc: oidcSchema,
+    /** Where GET /metrics is served (server/metrics-settings.ts). */
+    metrics: metricsSchema,
     logging: z
       .object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
       .strict()

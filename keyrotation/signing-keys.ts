@@ -15,8 +15,16 @@ export function keyRef(record: KeyVersionRecord): HsmKeyRef {
 }
 
 /**
+ * Issues the code-signing certificate of a new key version (ca/authority.ts,
+ * `CertificateAuthority.issueLeaf`), so that keyrotation/ need not know the CA.
+ */
+export type KeyCertifier = (key: KeyVersionRecord) => Promise<unknown>;
+
+/**
  * Generates a new version of `name` in the HSM and records it. The first version is
- * made `active`; later ones are `pending` until a rotation activates them.
+ * made `active`; later ones are `pending` until a rotation activates them. With
+ * `certify`, the new version then gets its leaf certificate; if that fails the key
+ * version stays recorded without one (`signet ca issue` gives it one later).
  */
 export async function createSigningKey(
   hsm: Hsm,
@@ -24,6 +32,7 @@ export async function createSigningKey(
   name: string,
   algorithm: KeyAlgorithm,
   now: Date = new Date(),
+  certify?: KeyCertifier,
 ): Promise<KeyVersionRecord> {
   if (!isKeyName(name)) throw new KeyError('KEY_ID_INVALID', `"${name}" is not a valid key name`);
   const existing = await store.keys.listVersions(name);
@@ -45,6 +54,7 @@ export async function createSigningKey(
     compromisedAt: null,
   };
   await store.keys.insert(record);
+  if (certify !== undefined) await certify(record);
   return record;
 }
 

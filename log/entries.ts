@@ -11,6 +11,13 @@
  * - `hashedrekord/0.0.1`: a signature over a digest, as a Rekor-style canonicalised
  *   body (SIGSTORE-NOTES.md), so Sigstore verifiers accept Signet's receipts. Its
  *   decision is linked through the entry's `linkedIndex`.
+ * - `dsse/0.0.1` (formats/rekor-dsse.ts): a DSSE envelope's signature, as Rekor's body.
+ * - `signet.envelope-signature/v1`: a `pgp` or `cms` signature. Neither fits
+ *   hashedrekord (SIGSTORE-NOTES.md): OpenPGP signs the document followed by the
+ *   signature packet's hashed part and trailer (RFC 4880 §5.2.4), CMS signs its signed
+ *   attributes (RFC 5652 §5.4), not the digest itself. So the entry records the whole
+ *   signature as made (which holds those signed parts), the manifest's digest, the key,
+ *   and for CMS the exact signed-attribute bytes the HSM signed.
  */
 import type { DenyReason } from '../policy/evaluate.js';
 import type { DigestAlgorithm } from '../signer/algorithms.js';
@@ -19,6 +26,10 @@ import { canonicalBytes, type CanonicalValue } from './canonical-json.js';
 export const DECISION_KIND = 'signet.decision/v1';
 export const POLICY_KIND = 'signet.policy/v1';
 export const HASHEDREKORD_KIND = 'hashedrekord/0.0.1';
+export const ENVELOPE_SIGNATURE_KIND = 'signet.envelope-signature/v1';
+/** `apiVersion` and `kind` of the envelope-signature leaf body (what a verifier matches). */
+export const ENVELOPE_SIGNATURE_API_VERSION = 'signet.dev/v1';
+export const ENVELOPE_SIGNATURE_BODY_KIND = 'EnvelopeSignature';
 
 export interface DecisionEntry {
   readonly decision: 'allow' | 'deny';
@@ -81,5 +92,35 @@ export function policyLeaf(input: { sha256: string; document: unknown; reason: '
     kind: 'PolicyLoaded',
     // The validated document, as JSON: it holds fingerprints and claim rules, no secret.
     spec: { sha256: input.sha256, reason: input.reason, time: input.time, document: JSON.parse(JSON.stringify(input.document)) as CanonicalValue },
+  });
+}
+
+export interface EnvelopeSignatureEntry {
+  readonly format: 'pgp' | 'cms';
+  /** The manifest's digest (hex), as the request and its decision name it. */
+  readonly digest: { readonly algorithm: DigestAlgorithm; readonly value: string };
+  /** The whole signature as answered: the OpenPGP signature packet, or the DER ContentInfo. */
+  readonly signatureBase64: string;
+  /** The signing key (PEM public key or certificate). */
+  readonly publicKeyPem: string;
+  /** CMS only: the DER SET OF signed attributes, the exact bytes the HSM signed. */
+  readonly signedAttributesBase64?: string;
+}
+
+/**
+ * The log leaf of a `pgp` or `cms` signature. Field names follow hashedrekord where
+ * they mean the same (`data.hash`, `signature.content`, `signature.publicKey.content`),
+ * so one reader serves both.
+ */
+export function envelopeSignatureLeaf(entry: EnvelopeSignatureEntry): Buffer {
+  return canonicalBytes({
+    apiVersion: ENVELOPE_SIGNATURE_API_VERSION,
+    kind: ENVELOPE_SIGNATURE_BODY_KIND,
+    spec: {
+      format: entry.format,
+      data: { hash: { algorithm: entry.digest.algorithm, value: entry.digest.value } },
+      signature: { content: entry.signatureBase64, publicKey: { content: Buffer.from(entry.publicKeyPem, 'utf8').toString('base64') } },
+      signedAttributes: entry.signedAttributesBase64,
+    },
   });
 }

@@ -4,13 +4,25 @@
  * the HSM and coalesced (one signature covers every entry appended meanwhile), and
  * receipts — entry, inclusion proof, the checkpoint it proves against.
  *
- * Invariant: a checkpoint is signed only after checking, with a consistency proof
- * computed from storage, that the new tree extends the last checkpoint (RFC 9162
- * §2.1.4). If it does not, nothing is signed and the log refuses to go on.
+ * Invariants:
+ * - a checkpoint is signed only over entries that are durable (its size is read from
+ *   storage, which shows committed writes only), and only after checking, with a
+ *   consistency proof computed from the stored nodes, that the new tree extends the previous
+ *   signed checkpoint (RFC 9162 §2.1.4). If it does not, nothing is signed and the log
+ *   refuses to go on;
+ * - every signed checkpoint is recorded, in signing order (or yields to a stored one,
+ *   below); the published one (`checkpointCovering`) only once its record is durable.
+ *   On SQLite a receipt does not wait for its checkpoint's record: the entries it
+ *   covers are durable already, so even a
+ *   record lost in a crash leaves the note consistent with every later checkpoint
+ *   (the same durable tree is re-signed at start), and provable by consistency proofs;
+ * - replicas sharing one database agree on one note per size: a checkpoint another
+ *   replica recorded first (same size, or larger) is adopted once verified, never
+ *   overwritten, and on PostgreSQL receipts carry the note storage holds.
  */
-import { createHash } from 'node:crypto';
+import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
 import { canonicalJson } from './canonical-json.js';
-import { signCheckpoint, logIdOf, type LogDigestSigner } from './checkpoint.js';
+import { signCheckpoint, logIdOf, verifyCheckpoint, type LogDigestSigner } from './checkpoint.js';
 import { LogError } from './errors.js';
 import {
   consistencyPlan,
@@ -18,6 +30,7 @@ import {
   emptyRoot,
   inclusionPlan,
   inclusionProof,
+  leafHash,
   nodeKey,
   nodesNeeded,
   rootPlan,
@@ -25,8 +38,15 @@ import {
   verifyConsistency,
   type NodeLookup,
   type NodePlan,
+  type NodeRef,
 } from './merkle.js';
-import type { CheckpointRecord, LogEntryInput, LogEntryRecord, SignetStore } from '../store/store.js';
+import { isStoreError, type StoreError } from '../store/errors.js';
+import type { CheckpointRecord, LogEntryInput, LogEntryRecord, SignetStore, StoreTransaction } from '../store/store.js';
+
+/** About 6 MB of 32-byte hashes and their keys. */
+const NODE_CACHE_ENTRIES = 65_536;
+/** Newly covered entries whose proof nodes a signing round reads ahead (≈ 2 nodes each, well under a read's limit). */
+const PREFETCHED_PROOFS = 256;
 
 export interface LogReceipt {
   readonly index: number;
@@ -44,6 +64,34 @@ export interface LogReceipt {
   readonly decisionIndex: number | null;
 }
 
+/**
+ * A signed checkpoint, and the write that records it (started when it was signed).
+ * `recorded` resolves with the checkpoint storage holds for this tree head: `record`
+ * itself, or, when another replica recorded one first, that one (checked, see
+ * `#adoptStored`), which covers at least as many entries.
+ */
+interface SignedCheckpoint {
+  readonly record: CheckpointRecord;
+  readonly recorded: Promise<CheckpointRecord>;
+}
+
+interface TreeHead {
+  readonly size: number;
+  readonly rootHash: Buffer;
+}
+
+/**
+ * One checkpoint signing round. `head` is the tree it signs, computed and checked
+ * against the previous round's head; `signed` resolves once the HSM signed it.
+ * Rounds compute their heads one after the other, but a new round may start while an
+ * earlier one waits for the HSM, so an entry waits for one signature, not for the end
+ * of a round that began before it was committed and then a whole new one.
+ */
+interface CheckpointRound {
+  readonly head: Promise<TreeHead>;
+  readonly signed: Promise<SignedCheckpoint>;
+}
+
 export interface TransparencyLogOptions {
   readonly store: SignetStore;
   readonly origin: string;
@@ -58,8 +106,15 @@ export class TransparencyLog {
   readonly publicKeyPem: string;
   readonly #store: SignetStore;
   readonly #sign: LogDigestSigner;
-  #latest: CheckpointRecord | null = null;
-  #signing: Promise<CheckpointRecord> | undefined;
+  readonly #publicKey: KeyObject;
+  /** The newest checkpoint known to be recorded: the one published. */
+  #recorded: CheckpointRecord | null = null;
+  /** The newest signed checkpoint (recorded or on its way). */
+  #signed: SignedCheckpoint | null = null;
+  /** The newest signing round; every later round's head must extend its head. */
+  #round: CheckpointRound | undefined;
+  /** Hashes of perfect subtrees read before (immutable once stored), most recent last. */
+  readonly #nodeCache = new Map<string, Buffer>();
 
   constructor(options: TransparencyLogOptions) {
     this.origin = options.origin;
@@ -67,19 +122,32 @@ export class TransparencyLog {
     this.logId = logIdOf(options.publicKeyPem);
     this.#store = options.store;
     this.#sign = options.sign;
+    this.#publicKey = createPublicKey(options.publicKeyPem);
   }
 
   /** Loads the latest checkpoint and signs one for the current tree if it is newer (start-up). */
   async open(): Promise<CheckpointRecord> {
-    this.#latest = await this.#store.log.latestCheckpoint();
+    this.#recorded = await this.#store.log.latestCheckpoint();
     const size = await this.#store.log.size();
     return this.checkpointCovering(size);
   }
 
   /** Appends entries; resolves once they are durable, with their indexes. */
   async append(entries: readonly LogEntryInput[]): Promise<number[]> {
+    return this.#appendTo(this.#store, entries);
+  }
+
+  /**
+   * Appends entries as part of `tx`: durable once it commits, gone if it rolls back
+   * (so they can be atomic with the writes they record, such as a token's use).
+   */
+  async appendIn(tx: StoreTransaction, entries: readonly LogEntryInput[]): Promise<number[]> {
+    return this.#appendTo(tx, entries);
+  }
+
+  async #appendTo(target: StoreTransaction, entries: readonly LogEntryInput[]): Promise<number[]> {
     try {
-      const { firstIndex } = await this.#store.log.append(entries);
+      const { firstIndex } = await target.log.append(entries);
       return entries.map((_, offset) => firstIndex + offset);
     } catch (error) {
       throw new LogError('LOG_UNAVAILABLE', 'the transparency log could not record the entry', { cause: error });
@@ -87,30 +155,34 @@ export class TransparencyLog {
   }
 
   /**
-   * The newest checkpoint if it covers `size` entries, else a new one signed for the
-   * current tree. Concurrent callers share one signing round.
+   * A recorded checkpoint covering at least `size` entries: the newest recorded one if
+   * it does, else one signed for the current tree. Concurrent callers share one
+   * signing round.
    */
   async checkpointCovering(size: number): Promise<CheckpointRecord> {
-    for (;;) {
-      const latest = this.#latest;
-      if (latest !== null && latest.size >= size) return latest;
-      if (this.#signing === undefined) {
-        this.#signing = this.#signNewCheckpoint().finally(() => {
-          this.#signing = undefined;
-        });
-      }
-      const signed = await this.#signing;
-      if (signed.size >= size) return signed;
-    }
+    const recorded = this.#recorded;
+    if (recorded !== null && recorded.size >= size) return recorded;
+    return (await this.#signedCovering(size)).recorded;
   }
 
-  async receipt(index: number, options: { decisionIndex: number | null; integratedTime: number }): Promise<LogReceipt> {
-    const checkpoint = await this.checkpointCovering(index + 1);
-    const entry = await this.entry(index);
-    const proof = await this.inclusionProof(index, checkpoint.size);
+  /**
+   * The receipt of durable entry `index`, against the newest signed checkpoint that
+   * covers it (signed after the entry was committed). `leaf`, when the caller has it,
+   * saves reading the entry back.
+   */
+  async receipt(index: number, options: { leaf?: Buffer; decisionIndex: number | null; integratedTime: number }): Promise<LogReceipt> {
+    const signed = await this.#signedCovering(index + 1);
+    // Replicas sharing one database each sign checkpoints; ECDSA notes of one tree
+    // head differ, and storage keeps one per size. So there a receipt carries the note
+    // storage holds (one note per size, whichever replica answers); a single process
+    // is the only writer of its checkpoints, and its receipts need not wait.
+    const checkpoint = this.#store.kind === 'postgres' ? await signed.recorded : signed.record;
+    const hash = options.leaf === undefined ? (await this.entry(index)).leafHash : leafHash(options.leaf);
+    // The checkpoint was signed over stored entries, so its size exists.
+    const proof = await this.#withNodes([inclusionPlan(index, checkpoint.size)], (lookup) => inclusionProof(index, checkpoint.size, lookup));
     return {
       index,
-      leafHash: entry.leafHash.toString('base64'),
+      leafHash: hash.toString('base64'),
       treeSize: checkpoint.size,
       rootHash: checkpoint.rootHash.toString('base64'),
       inclusionProof: proof.map((h) => h.toString('base64')),
@@ -164,46 +236,186 @@ export class TransparencyLog {
   }
 
   async #assertSizeExists(size: number): Promise<void> {
+    // A signed checkpoint's size exists (it was read from storage): no read needed.
+    if (size <= (this.#signed?.record.size ?? this.#recorded?.size ?? 0)) return;
     if (size > (await this.#store.log.size())) throw new LogError('LOG_PROOF_INVALID_REQUEST', 'the log is not that large');
   }
 
-  async #signNewCheckpoint(): Promise<CheckpointRecord> {
+  /** The newest signed checkpoint if it covers `size` entries, else the first round that does. */
+  async #signedCovering(size: number): Promise<SignedCheckpoint> {
+    for (;;) {
+      const newest = this.#signed;
+      if (newest !== null && newest.record.size >= size) return newest;
+      const round = this.#round;
+      if (round === undefined) {
+        this.#round = this.#startRound(undefined);
+        continue;
+      }
+      try {
+        // A round whose head was read before this caller's entry was committed may not
+        // cover it: then a new round, started now, reads a size that does.
+        if ((await round.head).size < size) {
+          if (this.#round === round) this.#round = this.#startRound(round);
+          continue;
+        }
+        const signed = await round.signed;
+        if (signed.record.size >= size) return signed;
+      } catch (error) {
+        // The next caller starts again from what storage holds.
+        if (this.#round === round) this.#round = undefined;
+        throw error;
+      }
+    }
+  }
+
+  #startRound(previous: CheckpointRound | undefined): CheckpointRound {
+    const planned = this.#planRound(previous);
+    const head = planned.then((plan) => plan.head);
+    const signed = planned.then(async (plan): Promise<SignedCheckpoint> => {
+      const done = plan.reuse ?? (await this.#signHead(plan.head, previous));
+      if (this.#signed === null || this.#signed.record.size < done.record.size) this.#signed = done;
+      // A checkpoint that could not be recorded (the database went away) is not handed
+      // out again: the next caller starts a round afresh from what storage holds, so
+      // the log recovers by itself once the database is back.
+      done.recorded.catch(() => {
+        if (this.#signed === done) this.#signed = null;
+        if (this.#round === round) this.#round = undefined;
+      });
+      return done;
+    });
+    // Callers await what they need; a failure reaches them, not the process.
+    head.catch(() => undefined);
+    signed.catch(() => undefined);
+    const round: CheckpointRound = { head, signed };
+    return round;
+  }
+
+  /** The head a round signs: the current tree, checked to extend the previous round's head (or the newest stored checkpoint). */
+  async #planRound(previous: CheckpointRound | undefined): Promise<{ head: TreeHead; reuse: SignedCheckpoint | undefined }> {
+    const previousHead = previous === undefined ? undefined : await previous.head.catch(() => undefined);
+    const stored = previousHead === undefined ? await this.#store.log.latestCheckpoint() : null;
+    const prior: TreeHead | null = previousHead ?? stored;
+    // Only committed entries are visible here: a checkpoint never covers an entry that
+    // could still be lost.
     const size = await this.#store.log.size();
-    const previous = this.#latest ?? (await this.#store.log.latestCheckpoint());
-    if (previous !== null && previous.size === size) {
-      this.#latest = previous;
-      return previous;
+    if (prior !== null && prior.size === size) {
+      // Nothing new since: the checkpoint of that head serves.
+      if (stored !== null) return { head: stored, reuse: { record: stored, recorded: Promise.resolve(stored) } };
+      if (previous !== undefined) return { head: prior, reuse: await previous.signed };
     }
     const plans: NodePlan[] = size === 0 ? [] : [rootPlan(size)];
-    if (previous !== null && previous.size > 0) plans.push(consistencyPlan(previous.size, size));
+    if (prior !== null && prior.size > 0) plans.push(consistencyPlan(prior.size, size));
+    // The entries this checkpoint is the first to cover are those whose receipts wait
+    // for it: their proofs' nodes come in the same read, so receipts find them cached.
+    for (let index = Math.max(prior?.size ?? 0, size - PREFETCHED_PROOFS); index < size; index += 1) plans.push(inclusionPlan(index, size));
     const rootHash = size === 0 ? emptyRoot() : await this.#withNodes(plans, (lookup) => {
       const root = treeRoot(size, lookup);
-      if (previous !== null && previous.size > 0) {
-        const proof = consistencyProof(previous.size, size, lookup);
-        if (!verifyConsistency(previous.size, size, previous.rootHash, root, proof)) {
-          throw new LogError('LOG_INCONSISTENT', `the stored log does not extend checkpoint ${previous.size}; refusing to sign`);
+      if (prior !== null && prior.size > 0) {
+        const proof = consistencyProof(prior.size, size, lookup);
+        if (!verifyConsistency(prior.size, size, prior.rootHash, root, proof)) {
+          throw new LogError('LOG_INCONSISTENT', `the stored log does not extend checkpoint ${prior.size}; refusing to sign`);
         }
       }
       return root;
     });
-    const note = await signCheckpoint({ origin: this.origin, size, rootHash }, this.logId, this.#sign);
-    const record: CheckpointRecord = { size, rootHash, note, createdAt: new Date().toISOString() };
+    return { head: { size, rootHash }, reuse: undefined };
+  }
+
+  async #signHead(head: TreeHead, previous: CheckpointRound | undefined): Promise<SignedCheckpoint> {
+    const note = await signCheckpoint({ origin: this.origin, size: head.size, rootHash: head.rootHash }, this.logId, this.#sign);
+    const record: CheckpointRecord = { size: head.size, rootHash: head.rootHash, note, createdAt: new Date().toISOString() };
+    // Records are queued in signing order (checkpoints never go back), each joining the
+    // next group commit; receipts do not wait for them.
+    await previous?.signed.catch(() => undefined);
+    const recorded = this.#store.log.addCheckpoint(record).then(
+      () => record,
+      (error: unknown) => {
+        if (isStoreError(error) && error.code === 'STORE_CONFLICT') return this.#adoptStored(record, error);
+        throw new LogError('LOG_UNAVAILABLE', 'the checkpoint could not be recorded', { cause: error });
+      },
+    ).then((held) => {
+      if (this.#recorded === null || this.#recorded.size < held.size) this.#recorded = held;
+      return held;
+    });
+    // checkpointCovering reports a failure to record; receipts do not wait for it.
+    recorded.catch(() => undefined);
+    return { record, recorded };
+  }
+
+  /**
+   * Another replica on the same database recorded a checkpoint of this size first (its
+   * note differs: ECDSA signatures are randomised) or a larger one already (checkpoints
+   * never go back). Storage keeps one note per size, so this log adopts the stored one
+   * rather than failing: only after checking that it is signed by the log key for this
+   * origin, that its root is the root of the stored tree of its size, and that it
+   * extends `ours` (RFC 9162 §2.1.4). Nothing is signed here; a stored checkpoint that
+   * fails a check stops the log (LOG_INCONSISTENT), as an inconsistent tree would.
+   */
+  async #adoptStored(ours: CheckpointRecord, conflict: StoreError): Promise<CheckpointRecord> {
+    let stored: CheckpointRecord | null;
     try {
-      await this.#store.log.addCheckpoint(record);
+      stored = (await this.#store.log.checkpoint(ours.size)) ?? (await this.#store.log.latestCheckpoint());
     } catch (error) {
       throw new LogError('LOG_UNAVAILABLE', 'the checkpoint could not be recorded', { cause: error });
     }
-    this.#latest = record;
-    return record;
+    if (stored === null || stored.size < ours.size) {
+      throw new LogError('LOG_UNAVAILABLE', 'the checkpoint could not be recorded', { cause: conflict });
+    }
+    const verified = verifyCheckpoint(stored.note, this.origin, this.#publicKey);
+    if (!verified.ok || verified.checkpoint.size !== stored.size || !verified.checkpoint.rootHash.equals(stored.rootHash)) {
+      throw new LogError('LOG_INCONSISTENT', `the stored checkpoint of size ${stored.size} is not a valid note of this log; refusing to use it`);
+    }
+    const later = stored;
+    const plans: NodePlan[] = later.size === 0 ? [] : [rootPlan(later.size)];
+    if (ours.size > 0 && later.size > ours.size) plans.push(consistencyPlan(ours.size, later.size));
+    const consistent = later.size === 0 ? later.rootHash.equals(emptyRoot()) : await this.#withNodes(plans, (lookup) => {
+      if (!treeRoot(later.size, lookup).equals(later.rootHash)) return false;
+      if (later.size === ours.size) return later.rootHash.equals(ours.rootHash);
+      if (ours.size === 0) return true;
+      return verifyConsistency(ours.size, later.size, ours.rootHash, later.rootHash, consistencyProof(ours.size, later.size, lookup));
+    });
+    if (!consistent) {
+      throw new LogError('LOG_INCONSISTENT', `the stored checkpoint of size ${later.size} does not extend checkpoint ${ours.size}; refusing to go on`);
+    }
+    // Later receipts use the stored note too, unless a newer own checkpoint is on its way.
+    if (this.#signed === null || this.#signed.record.size <= later.size) this.#signed = { record: later, recorded: Promise.resolve(later) };
+    return later;
   }
 
   async #withNodes<T>(plans: readonly NodePlan[], compute: (lookup: NodeLookup) => T): Promise<T> {
     const refs = nodesNeeded(plans);
-    const nodes = refs.length === 0 ? new Map<string, Buffer>() : await this.#store.log.nodes(refs);
+    const nodes = new Map<string, Buffer>();
+    const missing: NodeRef[] = [];
+    for (const ref of refs) {
+      const cached = this.#nodeCache.get(nodeKey(ref));
+      if (cached === undefined) missing.push(ref);
+      else nodes.set(nodeKey(ref), cached);
+    }
+    if (missing.length > 0) {
+      for (const [key, hash] of await this.#store.log.nodes(missing)) {
+        nodes.set(key, hash);
+        this.#remember(key, hash);
+      }
+    }
     return compute((ref) => {
       const hash = nodes.get(nodeKey(ref));
       if (hash === undefined) throw new LogError('LOG_INCONSISTENT', 'a Merkle node is missing from storage');
       return hash;
     });
   }
+
+  /**
+   * Caches a node read from storage. A stored node is the hash of a perfect subtree of
+   * committed entries, which never changes in an append-only log (RFC 9162 §2.1), and
+   * reads see committed data only; so a cached hash is as good as a read. Proofs
+   * against the newest checkpoints share most of their nodes.
+   */
+  #remember(key: string, hash: Buffer): void {
+    if (this.#nodeCache.size >= NODE_CACHE_ENTRIES) {
+      const oldest = this.#nodeCache.keys().next();
+      if (oldest.done !== true) this.#nodeCache.delete(oldest.value);
+    }
+    this.#nodeCache.set(key, hash);
+  }
+
 }

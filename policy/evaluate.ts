@@ -30,7 +30,9 @@ export type DenyReasonCode =
   | 'MANIFEST_REPOSITORY_MISMATCH'
   | 'MANIFEST_COMMIT_MISMATCH'
   | 'RATE_LIMITED'
-  | 'USAGE_LIMIT_REACHED';
+  | 'USAGE_LIMIT_REACHED'
+  /** Not the policy's: an officer froze signing (keyrotation/freeze.ts); logged as a deny like the others. */
+  | 'SIGNING_FROZEN';
 
 export interface DenyReason {
   readonly code: DenyReasonCode;

@@ -121,6 +121,12 @@ const projectPolicy = z
     limits: limits.default({}),
     /** When set, signing is allowed only inside one of these UTC windows. */
     timeWindows: z.array(timeWindow).min(1).optional(),
+    /**
+     * Scheduled rotation: the active version of each of the project's keys should be
+     * younger than this; keys near it are reported and logged (keyrotation/key-age.ts).
+     * It never stops signing: rotating still takes the officers' quorum.
+     */
+    maxKeyAgeDays: z.number().int().min(1).max(3650).optional(),
   })
   .strict()
   // Cross-field rules. `when: () => true` runs them even when a field elsewhere is

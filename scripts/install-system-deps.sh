@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages Signet's development set-up and tests use, when they
 # are missing: SoftHSM (the development HSM), OpenSC (pkcs11-tool), GnuPG and
-# OpenSSL (external verifiers). Uses apt-get as root, or through sudo.
+# OpenSSL (external verifiers), oathtool (independent TOTP codes for officer tests).
+# Uses apt-get as root, or through sudo.
 set -euo pipefail
 
 need=()
@@ -9,6 +10,7 @@ command -v softhsm2-util >/dev/null 2>&1 || need+=(softhsm2)
 command -v pkcs11-tool >/dev/null 2>&1 || need+=(opensc)
 command -v gpg >/dev/null 2>&1 || need+=(gnupg)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v oathtool >/dev/null 2>&1 || need+=(oathtool)
 command -v pg_isready >/dev/null 2>&1 || need+=(postgresql-client)
 
 if [ ${#need[@]} -eq 0 ]; then

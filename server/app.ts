@@ -8,7 +8,9 @@
  */
 import type { HttpBindings } from '@hono/node-server';
 import { createRoute, OpenAPIHono } from '@hono/zod-openapi';
+import type { Context } from 'hono';
 import { requestId, type RequestIdVariables } from 'hono/request-id';
+import { routePath } from 'hono/route';
 import type { LoadedPolicy } from '../policy/load.js';
 import { resolveKey } from '../keyrotation/signing-keys.js';
 import type { Hsm } from '../signer/types.js';
@@ -19,7 +21,10 @@ import { requireClientCertificate, type ClientCertificateVariables } from './cli
 import { HttpError, mapError } from './http-errors.js';
 import { BODY_TOO_LARGE } from './https-listener.js';
 import { addLogRoutes } from './log-routes.js';
+import { addOfficerRoutes, type OfficerRouteDependencies } from './officer-routes.js';
+import { addTrustRoutes, certificateReadiness, type TrustDependencies } from './trust-routes.js';
 import type { Logger } from './logger.js';
+import { addMetricsRoute, type SignetMetrics } from './metrics.js';
 import {
   ErrorSchema,
   HealthSchema,
@@ -42,6 +47,20 @@ export interface AppDependencies extends SignRequestDependencies {
   readonly isStopping: () => boolean;
   /** Counts requests in flight so shutdown can wait for them. */
   readonly inFlight: { enter(): void; leave(): void };
+  /** The published trust: CA certificates, chains, CRLs, trust bundle (server/trust-routes.ts). */
+  readonly trust: TrustDependencies;
+  /** Prometheus metrics; `exposeMetrics` also serves them as GET /metrics on this app. */
+  readonly metrics?: SignetMetrics;
+  readonly exposeMetrics?: boolean;
+  /**
+   * Client certificates: POST /v1/sign accepts only those chaining to `ciClientCa`
+   * (the listener also trusts the officer CA) and not revoked by quorum.
+   */
+  readonly clients?: { readonly ciClientCa: Buffer; readonly isRevoked: (fingerprint: string) => Promise<boolean> };
+  /** The officer routes (server/officer-routes.ts); off without an officer CA. */
+  readonly officers?: OfficerRouteDependencies;
+  /** Extra details for GET /readyz (informational; never make it fail). */
+  readonly readinessDetails?: () => Promise<Record<string, unknown>>;
 }
 
 interface SignatureLogFields {
@@ -51,7 +70,13 @@ interface SignatureLogFields {
   readonly digestAlgorithm: string;
 }
 
-type AppEnv = { Bindings: HttpBindings; Variables: ClientCertificateVariables & RequestIdVariables & { signature: SignatureLogFields } };
+/** What the metrics need to know about a sign request and a failure, set where they are known. */
+interface MetricsFields {
+  readonly signRequest: { readonly project: string; readonly dryRun: boolean };
+  readonly failure: { readonly code: string; readonly reasons: readonly string[] };
+}
+
+type AppEnv = { Bindings: HttpBindings; Variables: ClientCertificateVariables & RequestIdVariables & { signature: SignatureLogFields } & MetricsFields };
 
 const errorResponses = {
   400: { description: 'Malformed or invalid request', content: { 'application/json': { schema: ErrorSchema } } },
@@ -138,6 +163,16 @@ export function createApp(deps: AppDependencies): OpenAPIHono<AppEnv> {
       // One line per request: the access log also says what was signed, if anything.
       const client = c.get('clientCertificate') as ClientCertificateVariables['clientCertificate'] | undefined;
       const signature = c.get('signature') as SignatureLogFields | undefined;
+      deps.metrics?.observeRequest({
+        method: c.req.method,
+        // The last route matched: the handler's pattern, or a wildcard middleware's when none matched.
+        route: routePath(c as Context, -1),
+        status: c.res.status,
+        seconds: Number(process.hrtime.bigint() - started) / 1e9,
+        ...(c.req.method === 'POST' && c.req.path === '/v1/sign'
+          ? { sign: signObservation(c.get('signRequest'), c.get('failure')) }
+          : {}),
+      });
       deps.logger.info(
         {
           requestId: c.get('requestId'),
@@ -167,11 +202,12 @@ export function createApp(deps: AppDependencies): OpenAPIHono<AppEnv> {
     }
     await next();
   });
-  app.use('/v1/sign', requireClientCertificate());
+  app.use('/v1/sign', requireClientCertificate(deps.clients === undefined ? {} : { trustAnchors: deps.clients.ciClientCa, isRevoked: deps.clients.isRevoked }));
 
   app.openapi(signRoute, async (c) => {
     if (deps.isStopping()) throw new SignError('SERVICE_STOPPING', 'shutting down');
     const body = c.req.valid('json');
+    c.set('signRequest', { project: body.project, dryRun: body.dryRun });
     const answer = await signRequest(
       deps,
       { requestId: c.get('requestId'), client: c.get('clientCertificate'), bearerToken: bearerToken(c.req.header('authorization')) },
@@ -205,16 +241,26 @@ export function createApp(deps: AppDependencies): OpenAPIHono<AppEnv> {
   });
 
   addLogRoutes(app, deps.log, deps.store);
+  addTrustRoutes(app, deps.trust);
+  addOfficerRoutes(app, deps.officers ?? { governance: undefined, officerCa: undefined });
 
   app.openapi(healthRoute, (c) => c.json({ status: 'ok' as const }, 200));
 
   app.openapi(readyRoute, async (c) => {
-    const [hsm, storage] = await Promise.all([check(() => deps.hsm.ping()), check(() => deps.store.checkWritable())]);
+    const [hsm, storage, certificates, details] = await Promise.all([
+      check(() => deps.hsm.ping()),
+      check(() => deps.store.checkWritable()),
+      // Expiring certificates are a warning for operators, never a reason to stop serving.
+      certificateReadiness(deps.trust).catch(() => undefined),
+      deps.readinessDetails?.().catch(() => undefined),
+    ]);
     const stopping = deps.isStopping();
     const ready = hsm.ok && storage.ok && !stopping;
     const checks = { hsm, storage, accepting: stopping ? { ok: false, error: 'shutting down' } : { ok: true } };
-    return c.json({ status: ready ? ('ready' as const) : ('not-ready' as const), checks }, ready ? 200 : 503);
+    return c.json({ status: ready ? ('ready' as const) : ('not-ready' as const), checks, ...(certificates === undefined ? {} : { certificates }), ...details }, ready ? 200 : 503);
   });
+
+  if (deps.metrics !== undefined && deps.exposeMetrics === true) addMetricsRoute(app, deps.metrics);
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' });
   app.doc31('/openapi.json', {
@@ -228,6 +274,7 @@ export function createApp(deps: AppDependencies): OpenAPIHono<AppEnv> {
   app.onError((error, c) => {
     const mapped = mapError(error, c.get('requestId'));
     const log = { requestId: c.get('requestId'), code: mapped.body.error.code, status: mapped.status };
+    c.set('failure', { code: mapped.body.error.code, reasons: (mapped.body.error.reasons ?? []).map((r) => r.code) });
     if (mapped.status === 401 && mapped.body.error.code.startsWith('TOKEN_')) c.header('WWW-Authenticate', 'Bearer');
     if (mapped.serverFault) deps.logger.error({ ...log, err: error }, 'request failed');
     else deps.logger.info({ ...log, authFailure: c.get('authFailure') }, 'request refused');
@@ -235,6 +282,11 @@ export function createApp(deps: AppDependencies): OpenAPIHono<AppEnv> {
   });
 
   return app;
+}
+
+/** What the metrics count of a finished POST /v1/sign: its project (once the body was read) and how it ended. */
+function signObservation(request: MetricsFields['signRequest'] | undefined, failure: MetricsFields['failure'] | undefined) {
+  return { project: request?.project, dryRun: request?.dryRun ?? false, errorCode: failure?.code, denyReasons: failure?.reasons ?? [] };
 }
 
 /**

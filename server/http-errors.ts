@@ -22,16 +22,61 @@ export interface ErrorBody {
   };
 }
 
+/**
+ * Officers' requests (keyrotation/): refusals of the quorum rules and the second factor.
+ * An unknown, removed or revoked officer, or a wrong code, is 403; a proposal or key in
+ * the wrong state for the request is 409; too many wrong codes is 429.
+ */
+const GOVERNANCE_STATUSES: Readonly<Record<string, ContentfulStatusCode>> = {
+  PROPOSAL_INVALID: 400,
+  QUORUM_POLICY_INVALID: 400,
+  TOTP_SECRET_INVALID: 400,
+  OFFICER_UNKNOWN: 403,
+  OFFICER_REMOVED: 403,
+  OFFICER_CERTIFICATE_REVOKED: 403,
+  OFFICER_NOT_ENROLLED: 403,
+  PROPOSER_CANNOT_APPROVE: 403,
+  TOTP_INVALID: 403,
+  TOTP_REUSED: 403,
+  LOG_KEY_RESERVED: 403,
+  PROPOSAL_NOT_FOUND: 404,
+  OFFICER_NOT_FOUND: 404,
+  OFFICER_ROUTES_DISABLED: 404,
+  PROPOSAL_CLOSED: 409,
+  PROPOSAL_EXPIRED: 409,
+  PROPOSAL_HASH_MISMATCH: 409,
+  PROPOSAL_TAMPERED: 409,
+  APPROVAL_DUPLICATE: 409,
+  QUORUM_NOT_MET: 409,
+  QUORUM_UNREACHABLE: 409,
+  KEY_STATE_CONFLICT: 409,
+  KEY_TRANSITION_REFUSED: 409,
+  OFFICER_EXISTS: 409,
+  OFFICER_ALREADY_ENROLLED: 409,
+  CERTIFICATE_ALREADY_REVOKED: 409,
+  NOT_FROZEN: 409,
+  TOTP_LOCKED: 429,
+};
+
 const CLIENT_ERRORS: Readonly<Record<string, ContentfulStatusCode>> = {
   INVALID_JSON: 400,
   INVALID_REQUEST: 400,
   DIGEST_INVALID: 400,
   KEY_ID_INVALID: 400,
   FORMAT_UNSUPPORTED: 400,
+  // Signature formats (service/sign-formats.ts): the request cannot be served in the format asked.
+  PAYLOAD_REQUIRED: 400,
+  FORMAT_KEY_UNSUPPORTED: 400,
+  FORMAT_INPUT_INVALID: 400,
+  FORMAT_UNSUPPORTED_FOR_KEY: 400,
   HSM_INVALID_INPUT: 400,
   CLIENT_CERT_REQUIRED: 401,
   CLIENT_CERT_UNTRUSTED: 401,
   CLIENT_CERT_WRONG_USAGE: 403,
+  CLIENT_CERT_REVOKED: 403,
+  // Signing frozen by a security officer (keyrotation/freeze.ts): refused until the quorum unfreezes.
+  SIGNING_FROZEN: 403,
+  ...GOVERNANCE_STATUSES,
   // Every pipeline-identity failure is a 401 with its own code (policy/oidc/types.ts).
   ...Object.fromEntries(IDENTITY_ERROR_CODES.filter((code) => code !== 'JWKS_UNAVAILABLE').map((code) => [code, 401 as const])),
   POLICY_DENIED: 403,
@@ -52,6 +97,7 @@ const STOPPING = { status: 503, code: 'SERVICE_STOPPING', message: 'the service 
 const HSM_DOWN = { status: 503, code: 'HSM_UNAVAILABLE', message: 'the HSM is unavailable; nothing was signed' } as const;
 const STORE_DOWN = { status: 503, code: 'STORAGE_UNAVAILABLE', message: 'storage is unavailable; nothing was signed' } as const;
 const SIGN_FAILED = { status: 500, code: 'SIGNING_FAILED', message: 'the HSM could not sign; nothing was signed' } as const;
+const formatFailed = (code: string, what: string) => ({ status: 500 as const, code, message: `${what}; no signature was sent` });
 
 const SERVER_ERRORS: Readonly<Record<string, { status: ContentfulStatusCode; code: string; message: string }>> = {
   SERVICE_STOPPING: STOPPING,
@@ -73,6 +119,13 @@ const SERVER_ERRORS: Readonly<Record<string, { status: ContentfulStatusCode; cod
   HSM_KEY_NOT_FOUND: SIGN_FAILED,
   HSM_SIGN_FAILED: SIGN_FAILED,
   HSM_UNSUPPORTED: SIGN_FAILED,
+  // The envelope could not be made around the signature (a key without a usable
+  // certificate, a receipt that does not match, a key OpenPGP cannot read): the
+  // service's fault, and no signature was sent.
+  FORMAT_CERTIFICATE_INVALID: formatFailed('FORMAT_CERTIFICATE_INVALID', "the signing key's certificate cannot be used in this format"),
+  FORMAT_RECEIPT_MISMATCH: formatFailed('FORMAT_RECEIPT_MISMATCH', 'the log receipt does not match the signature'),
+  OPENPGP_KEY_INVALID: formatFailed('OPENPGP_KEY_INVALID', 'the signing key cannot be expressed in OpenPGP'),
+  OPENPGP_USER_ID_INVALID: formatFailed('OPENPGP_USER_ID_INVALID', 'the OpenPGP user ID is invalid'),
 };
 
 const INTERNAL = { status: 500 as ContentfulStatusCode, code: 'INTERNAL', message: 'internal error; nothing was signed' };
@@ -126,6 +179,7 @@ export type HttpErrorCode =
   | 'CLIENT_CERT_REQUIRED'
   | 'CLIENT_CERT_UNTRUSTED'
   | 'CLIENT_CERT_WRONG_USAGE'
+  | 'CLIENT_CERT_REVOKED'
   | 'BODY_TOO_LARGE'
   | 'UNSUPPORTED_MEDIA_TYPE'
   | 'NOT_FOUND';

@@ -84,7 +84,7 @@ export function addLogRoutes<E extends Env>(app: OpenAPIHono<E>, log: Transparen
       method: 'get',
       path: '/v1/log/entries/{index}',
       summary: 'One log entry',
-      request: { params: z.object({ index: index.openapi({ param: { name: 'index', in: 'path' } }) }) },
+      request: { params: z.object({ index: index.openapi({ param: { name: 'index', in: 'path', required: true } }) }) },
       responses: { 200: json(EntrySchema, 'Entry'), ...errors },
     }),
     async (c) => c.json(entryView(await log.entry(c.req.valid('param').index)), 200),

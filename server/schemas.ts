@@ -4,6 +4,7 @@
  */
 import { z } from '@hono/zod-openapi';
 import { DIGEST_ALGORITHMS, KEY_ALGORITHMS } from '../signer/algorithms.js';
+import { SIGSTORE_BUNDLE_V03_MEDIA_TYPE } from '../formats/sigstore-bundle.js';
 import { SIGNATURE_FORMATS } from '../signer/formats.js';
 import { KEY_STATES } from '../store/store.js';
 
@@ -55,16 +56,59 @@ export const SignRequestSchema = z
   })
   .openapi('SignRequest');
 
+/** DSSE envelope (https://github.com/secure-systems-lab/dsse/blob/master/envelope.md); payload and sig in base64. */
+const DsseEnvelopeSchema = z
+  .object({ payloadType: z.string(), payload: z.string(), signatures: z.array(z.object({ keyid: z.string(), sig: z.string() })).readonly() })
+  .openapi('DsseEnvelope');
+
+/** Sigstore bundle v0.3 in the protobuf-specs JSON mapping (formats/sigstore-bundle.ts). */
+const SigstoreBundleSchema = z
+  .object({
+    mediaType: z.literal(SIGSTORE_BUNDLE_V03_MEDIA_TYPE),
+    verificationMaterial: z.object({
+      certificate: z.object({ rawBytes: z.string() }),
+      tlogEntries: z
+        .array(
+          z.object({
+            logIndex: z.string(),
+            logId: z.object({ keyId: z.string() }),
+            kindVersion: z.object({ kind: z.string(), version: z.string() }),
+            integratedTime: z.string(),
+            inclusionPromise: z.object({ signedEntryTimestamp: z.string() }),
+            inclusionProof: z.object({
+              logIndex: z.string(),
+              rootHash: z.string(),
+              treeSize: z.string(),
+              hashes: z.array(z.string()).readonly(),
+              checkpoint: z.object({ envelope: z.string() }),
+            }),
+            canonicalizedBody: z.string(),
+          }),
+        )
+        .readonly(),
+    }),
+    messageSignature: z.object({ messageDigest: z.object({ algorithm: z.literal('SHA2_256'), digest: z.string() }), signature: z.string() }).optional(),
+    dsseEnvelope: DsseEnvelopeSchema.optional(),
+  })
+  .openapi('SigstoreBundle');
+
 export const SignResponseSchema = z
   .object({
     keyId: z.string().openapi({ example: 'demo-release@1' }),
     keyName: z.string(),
     algorithm: z.enum(KEY_ALGORITHMS),
     format: z.enum(SIGNATURE_FORMATS),
-    signature: z.string().openapi({ description: 'Base64: DER for ECDSA, raw for Ed25519 and RSA-PSS' }),
+    signature: z.string().openapi({
+      description:
+        'Base64. raw, dsse and sigstore-bundle: the signature (DER for ECDSA, raw for Ed25519 and RSA-PSS); cms: the DER ContentInfo (SignedData); pgp: the binary OpenPGP signature packet',
+    }),
     digest: z.object({ algorithm: z.enum(DIGEST_ALGORITHMS), value: z.string() }),
     policy: z.object({ sha256: z.string() }),
     identity: z.object({ issuer: z.string(), subject: z.string() }),
+    chain: z.array(z.string()).readonly().openapi({ description: "The key's certificate chain, PEM, leaf first (leaf, intermediate, root); empty if the key has no certificate" }),
+    envelope: DsseEnvelopeSchema.optional().openapi({ description: 'dsse (and sigstore-bundle over a payload): the DSSE envelope' }),
+    armored: z.string().optional().openapi({ description: 'pgp: the ASCII-armored detached signature' }),
+    bundle: SigstoreBundleSchema.optional().openapi({ description: 'sigstore-bundle: the Sigstore bundle' }),
     log: z
       .object({
         index: z.number().int(),
@@ -76,6 +120,11 @@ export const SignResponseSchema = z
         integratedTime: z.number().int(),
         inclusionPromise: z.string().nullable().openapi({ description: 'Signed entry timestamp; made for Sigstore bundles only' }),
         decisionIndex: z.number().int().nullable(),
+        leaf: z.string().openapi({ description: "Base64 of the signature entry's exact leaf bytes" }),
+        decision: z
+          .object({ index: z.number().int(), leaf: z.string(), inclusionProof: z.array(z.string()).readonly() })
+          .nullable()
+          .openapi({ description: 'The decision entry (signet.decision/v1) and its audit path in the same tree: the logged identity, checkable offline' }),
       })
       .openapi('LogReceipt'),
     requestId: z.string(),
@@ -126,5 +175,39 @@ export const ReadinessSchema = z
   .object({
     status: z.enum(['ready', 'not-ready']),
     checks: z.record(z.string(), z.object({ ok: z.boolean(), error: z.string().optional() })),
+    /** Certificates expiring within the warning window (ca/expiry.ts); informational. */
+    certificates: z
+      .object({
+        windowDays: z.number().int(),
+        expiring: z.array(
+          z.object({
+            role: z.enum(['root', 'intermediate', 'leaf']),
+            id: z.string(),
+            serialNumber: z.string(),
+            keyId: z.string().nullable(),
+            notAfter: z.string(),
+            daysLeft: z.number().int(),
+            expired: z.boolean(),
+          }),
+        ),
+      })
+      .optional(),
+    /** Active signing keys near or past their project's maxKeyAgeDays (keyrotation/key-age.ts); informational. */
+    keys: z
+      .object({
+        warningDays: z.number().int(),
+        aging: z.array(
+          z.object({
+            keyId: z.string(),
+            name: z.string(),
+            projects: z.array(z.string()),
+            activeSince: z.string(),
+            maxKeyAgeDays: z.number().int(),
+            daysLeft: z.number().int(),
+            overdue: z.boolean(),
+          }),
+        ),
+      })
+      .optional(),
   })
   .openapi('Readiness');

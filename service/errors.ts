@@ -6,8 +6,12 @@ export type SignErrorCode =
   | 'POLICY_DENIED'
   | 'RATE_LIMITED'
   | 'FORMAT_UNSUPPORTED'
+  /** The format signs the manifest itself (dsse, pgp): the request must carry it as `payload`. */
+  | 'PAYLOAD_REQUIRED'
   | 'DIGEST_INVALID'
   | 'SERVICE_STOPPING'
+  /** A security officer froze signing for the project (or everything). */
+  | 'SIGNING_FROZEN'
   /** An identical request with the same token is still being served, and did not finish in time. */
   | 'TOKEN_IN_USE';
 

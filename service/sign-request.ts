@@ -5,12 +5,21 @@
  *   → pipeline identity (OIDC id token)
  *   → digest (or the manifest, hashed here)
  *   → policy decision                 (a deny is logged, then refused)
- *   → single use of the token (an identical retry gets the first answer back)
- *   → rate and usage limits           (past a limit: logged as a deny)
- *   → decision entry in the transparency log, durable  ← audit first, fail closed
- *   → HSM
- *   → signature entry in the log, durable, and its receipt (proof + checkpoint)
- *   → answer (stored for retries)
+ *   → the format possible with this key, payload and certificate (else refused, unlogged)
+ *   ┌ single use of the token (an identical retry gets the first answer back)
+ *   │ rate and usage limits           (past a limit: logged as a deny)
+ *   └ decision entry in the transparency log, durable  ← audit first, fail closed
+ *   → HSM, in the format asked        (service/sign-formats.ts: what is signed, which leaf)
+ *   ┌ signature entry in the log, durable
+ *   └ answer stored for retries
+ *   → its receipt: inclusion proof and a checkpoint signed over durable entries, the
+ *     decision entry proven in the same tree (and for Sigstore bundles the bundle)
+ *
+ * Each bracket is one atomic write: the durable writes of a request come in two
+ * commit rounds, shared with concurrent requests by the store's group commit (a
+ * checkpoint's own record joins a later one; the receipt does not wait for it). The
+ * order is what makes it safe: the decision is durable before the HSM signs, the
+ * signature entry before a checkpoint can cover it and before the answer is sent.
  *
  * Each step is behind a small interface so this file reads as the invariant it
  * enforces: nothing reaches the HSM unless the client, the pipeline identity, the key,
@@ -22,7 +31,7 @@
 import { createHash } from 'node:crypto';
 import { KeyError } from '../keyrotation/errors.js';
 import { parseKeyReference } from '../keyrotation/key-id.js';
-import { keyRef, resolveKey } from '../keyrotation/signing-keys.js';
+import { resolveKey } from '../keyrotation/signing-keys.js';
 import { decideSignRequest, type ApplicableLimits, type DenyReason } from '../policy/evaluate.js';
 import type { LoadedPolicy } from '../policy/load.js';
 import { readManifestSource } from '../policy/manifest-binding.js';
@@ -30,10 +39,13 @@ import { IdentityError, type PipelineTokenVerifier, type VerifiedIdentity } from
 import { DIGEST_LENGTHS, type DigestAlgorithm, type KeyAlgorithm } from '../signer/algorithms.js';
 import { IMPLEMENTED_FORMATS, type SignatureFormat } from '../signer/formats.js';
 import type { HsmSigner } from '../signer/types.js';
-import { DECISION_KIND, decisionLeaf, HASHEDREKORD_KIND, hashedRekordLeaf, type DecisionEntry } from '../log/entries.js';
-import type { LogReceipt, TransparencyLog } from '../log/transparency-log.js';
-import type { CounterIncrement, SignetStore, TokenUseRecord } from '../store/store.js';
+import type { DsseEnvelope } from '../formats/dsse.js';
+import type { SigstoreBundle } from '../formats/sigstore-bundle.js';
+import { DECISION_KIND, decisionLeaf, type DecisionEntry } from '../log/entries.js';
+import type { TransparencyLog } from '../log/transparency-log.js';
+import type { CounterIncrement, CounterRepository, LogEntryInput, SignetStore, TokenUseRecord } from '../store/store.js';
 import { SignError } from './errors.js';
+import { checkFormatRequest, completeAnswer, signInFormat, signingChain, type SignReceipt } from './sign-formats.js';
 
 export interface ClientCertificateIdentity {
   /** Lowercase hex SHA-256 of the DER certificate. */
@@ -67,8 +79,16 @@ export interface SignAnswer {
   readonly digest: { readonly algorithm: DigestAlgorithm; readonly value: string };
   readonly policy: { readonly sha256: string };
   readonly identity: { readonly issuer: string; readonly subject: string };
-  /** The signature's log entry, with its inclusion proof and the signed checkpoint. */
-  readonly log: LogReceipt;
+  /** The key's certificate chain, PEM, leaf first (empty if the key has no certificate). */
+  readonly chain: readonly string[];
+  /** dsse (and sigstore-bundle over a payload): the DSSE envelope. */
+  readonly envelope?: DsseEnvelope;
+  /** pgp: the ASCII-armored signature. */
+  readonly armored?: string;
+  /** sigstore-bundle: the Sigstore bundle v0.3. */
+  readonly bundle?: SigstoreBundle;
+  /** The signature's log entry, with its inclusion proof, the signed checkpoint and the decision entry. */
+  readonly log: SignReceipt;
 }
 
 export interface DryRunAnswer {
@@ -94,6 +114,8 @@ export interface SignRequestDependencies {
   readonly log: TransparencyLog;
   /** The claims of an identity worth keeping in the log (strings only; never the token). */
   readonly summarizeIdentity: (identity: VerifiedIdentity) => Readonly<Record<string, string>>;
+  /** Whether an officer froze signing for this project or everything (keyrotation/freeze.ts). */
+  readonly signingFrozen?: (project: string) => Promise<boolean>;
 }
 
 export interface SignCaller {
@@ -159,6 +181,12 @@ export async function signRequest(deps: SignRequestDependencies, caller: SignCal
     await logDecision(audit('deny', decision.reasons, request.keyId ?? null));
     throw new SignError('POLICY_DENIED', 'the project policy does not allow this request', decision.reasons);
   }
+  // An officer's freeze stops signing before the HSM, whatever the policy says; logged as a deny.
+  if ((await deps.signingFrozen?.(request.project)) === true) {
+    const reasons: DenyReason[] = [{ code: 'SIGNING_FROZEN', message: 'signing is frozen for this project by a security officer' }];
+    await logDecision(audit('deny', reasons, request.keyId ?? null));
+    throw new SignError('SIGNING_FROZEN', 'signing is frozen for this project; officers must unfreeze it', reasons);
+  }
   if (!IMPLEMENTED_FORMATS.has(request.format)) {
     throw new SignError('FORMAT_UNSUPPORTED', `format "${request.format}" is not supported by this service yet`);
   }
@@ -166,67 +194,110 @@ export async function signRequest(deps: SignRequestDependencies, caller: SignCal
   if (key.state !== 'active') {
     throw new KeyError('KEY_NOT_ACTIVE', `key ${key.keyId} is ${key.state}; only active keys sign`);
   }
+  // The format must be possible with this key, payload and certificate (service/sign-formats.ts).
+  const chain = await signingChain(deps.store, key.keyId, now);
+  const formatRequest = { format: request.format, key, digest, payload: request.payload, chain, signingTime: now };
+  checkFormatRequest(formatRequest);
 
   const requestHash = canonicalRequestHash(caller.client, request, digest);
-  const firstUse = await claimToken(deps, identity, requestHash, now);
-  if (firstUse !== undefined) return firstUse;
+  const allow = audit('allow', [], key.keyId);
+  const start = await startSigning(deps, identity, requestHash, now, {
+    limits: (counters) => consumeLimits(counters, request.project, identity, key.keyId, decision.limits, now),
+    allow,
+    deny: (reasons) => audit('deny', reasons, key.keyId),
+  });
+  if (start.kind === 'answered') return answerWithReceipt(deps, start.answer);
+  if (start.kind === 'refused') throw start.refusal;
+  const { decisionIndex } = start;
 
-  // From here on the token is ours: any failure releases it so the same request can
-  // be retried, because nothing was signed.
-  let answer: SignAnswer;
+  // From here on the token is ours: any failure before the answer is stored releases
+  // it so the same request can be retried, because nothing left the service.
+  let stored: StoredAnswer;
+  let leaf: Buffer;
   try {
-    const refusal = await consumeLimits(deps, request.project, identity, key.keyId, decision.limits, now);
-    if (refusal !== undefined) {
-      await logDecision(audit('deny', refusal.reasons, key.keyId));
-      throw refusal;
-    }
     // Audit first: the allow is durable in the log before the HSM is asked to sign.
-    const [decisionIndex = -1] = await logDecision(audit('allow', [], key.keyId));
-    const signature = await deps.hsm.signDigest(keyRef(key), digest);
-    const signatureBase64 = signature.toString('base64');
-    const hexDigest = digest.value.toString('hex');
-    // And the signature is durable in the log before anyone sees it.
-    const [signatureIndex = -1] = await deps.log.append([
-      {
-        kind: HASHEDREKORD_KIND,
-        leaf: hashedRekordLeaf({ digest: { algorithm: digest.algorithm, value: hexDigest }, signatureBase64, publicKeyPem: key.publicKeyPem }),
-        integratedTime,
-        linkedIndex: decisionIndex,
-      },
-    ]);
-    const receipt = await deps.log.receipt(signatureIndex, { decisionIndex, integratedTime });
-    answer = {
-      keyId: key.keyId,
-      keyName: key.name,
-      algorithm: key.algorithm,
-      format: request.format,
-      signature: signatureBase64,
-      digest: { algorithm: digest.algorithm, value: hexDigest },
-      policy: { sha256: policy.sha256 },
-      identity: { issuer: identity.issuer, subject: identity.subject },
-      log: receipt,
-    };
+    const signed = await signInFormat(deps.hsm, formatRequest);
+    leaf = signed.entry.leaf;
+    // The signature entry and the answer (for retries) in one write: the answer is
+    // stored exactly when its signature is durable in the log, and before anyone sees it.
+    stored = await deps.store.transaction(async (tx) => {
+      const [signatureIndex = -1] = await deps.log.appendIn(tx, [{ kind: signed.entry.kind, leaf: signed.entry.leaf, integratedTime, linkedIndex: decisionIndex }]);
+      const answer: StoredAnswer = {
+        keyId: key.keyId,
+        keyName: key.name,
+        algorithm: key.algorithm,
+        format: request.format,
+        signature: signed.signature.toString('base64'),
+        digest: { algorithm: digest.algorithm, value: digest.value.toString('hex') },
+        policy: { sha256: policy.sha256 },
+        identity: { issuer: identity.issuer, subject: identity.subject },
+        chain,
+        ...signed.fields,
+        log: { index: signatureIndex, decisionIndex, integratedTime },
+      };
+      await tx.tokenUses.complete(identity.issuer, identity.tokenId, requestHash, JSON.stringify(answer));
+      return answer;
+    });
   } catch (error) {
     await deps.store.tokenUses.release(identity.issuer, identity.tokenId, requestHash).catch(() => undefined);
     throw error;
   }
-  // The answer is stored before it is sent, so a retry after a lost response gets the
-  // same signature rather than a second one. If it cannot be stored, it is not sent.
-  try {
-    await deps.store.tokenUses.complete(identity.issuer, identity.tokenId, requestHash, JSON.stringify(answer));
-  } catch (error) {
-    await deps.store.tokenUses.release(identity.issuer, identity.tokenId, requestHash).catch(() => undefined);
-    throw error;
-  }
-  return answer;
+  // The receipt proves the (durable) signature entry against a checkpoint signed after
+  // it was committed. Should this fail, the token stays used: a retry gets the stored
+  // signature and a new receipt, never a second signature.
+  return answerWithReceipt(deps, stored, { leaf, decisionLeaf: decisionLeaf(allow), publicKeyPem: key.publicKeyPem });
 }
 
 /**
- * Records the token's first use, or returns the stored answer of an identical earlier
- * request. A token already used for a different request is refused (TOKEN_REPLAYED).
- * An identical request still in progress (a CI retry racing the original) is waited for.
+ * The answer as stored for retries: everything but the receipt, which names the
+ * signature's log entry instead. A receipt is a proof against some checkpoint that
+ * covers the entry; a retry gets the same signature and entry with a proof against
+ * the newest checkpoint.
  */
-async function claimToken(deps: SignRequestDependencies, identity: VerifiedIdentity, requestHash: string, now: Date): Promise<SignAnswer | undefined> {
+type StoredAnswer = Omit<SignAnswer, 'log' | 'bundle'> & {
+  readonly log: { readonly index: number; readonly decisionIndex: number | null; readonly integratedTime: number };
+};
+
+/**
+ * The stored answer with its receipt (and, for a Sigstore bundle, the bundle around
+ * it). `known`: the leaves and key when at hand (else read back from the log).
+ */
+async function answerWithReceipt(
+  deps: SignRequestDependencies,
+  stored: StoredAnswer,
+  known?: { readonly leaf: Buffer; readonly decisionLeaf: Buffer; readonly publicKeyPem: string },
+): Promise<SignAnswer> {
+  const completed = await completeAnswer({ log: deps.log, answer: stored, entry: stored.log, ...(known === undefined ? {} : { known }) });
+  return { ...stored, ...completed };
+}
+
+type SigningStart =
+  /** The token was claimed, the limits consumed and the allow logged, in one commit. */
+  | { readonly kind: 'started'; readonly decisionIndex: number }
+  /** An identical earlier request with this token was answered: its answer. */
+  | { readonly kind: 'answered'; readonly answer: StoredAnswer }
+  /** A limit refused the request: the deny is logged, the token and the limits untouched. */
+  | { readonly kind: 'refused'; readonly refusal: SignError };
+
+/**
+ * One atomic write before the HSM: claims the token's single use, consumes the rate
+ * and usage limits, and appends the decision entry. All of it commits together or
+ * none of it does, so a logged allow always owns its token and its limits, and a
+ * request that fails here has consumed nothing. A token already used returns the
+ * stored answer of an identical earlier request, or TOKEN_REPLAYED; an identical
+ * request still in progress (a CI retry racing the original) is waited for.
+ */
+async function startSigning(
+  deps: SignRequestDependencies,
+  identity: VerifiedIdentity,
+  requestHash: string,
+  now: Date,
+  decision: {
+    readonly limits: (counters: CounterRepository) => Promise<SignError | undefined>;
+    readonly allow: DecisionEntry;
+    readonly deny: (reasons: readonly DenyReason[]) => DecisionEntry;
+  },
+): Promise<SigningStart> {
   const use = {
     issuer: identity.issuer,
     tokenId: identity.tokenId,
@@ -234,15 +305,29 @@ async function claimToken(deps: SignRequestDependencies, identity: VerifiedIdent
     createdAt: now.toISOString(),
     expiresAt: new Date((identity.expiresAt + deps.tokenLeewaySeconds) * 1000).toISOString(),
   };
+  const integratedTime = Math.floor(now.getTime() / 1000);
+  const entry = (logged: DecisionEntry): LogEntryInput => ({ kind: DECISION_KIND, leaf: decisionLeaf(logged), integratedTime, linkedIndex: null });
   const deadline = Date.now() + (deps.retryWaitMs ?? 15_000);
   for (;;) {
-    const outcome = await deps.store.tokenUses.claim(use);
-    if (outcome.kind === 'claimed') return undefined;
-    const record: TokenUseRecord = outcome.record;
+    const outcome = await deps.store.transaction(async (tx): Promise<SigningStart | { readonly kind: 'used'; readonly record: TokenUseRecord }> => {
+      const claim = await tx.tokenUses.claim(use);
+      if (claim.kind === 'used') return claim;
+      const refusal = await decision.limits(tx.counters);
+      if (refusal !== undefined) {
+        // A refused request keeps neither the token nor a limit; its refusal is logged.
+        await tx.tokenUses.release(use.issuer, use.tokenId, use.requestHash);
+        await deps.log.appendIn(tx, [entry(decision.deny(refusal.reasons))]);
+        return { kind: 'refused', refusal };
+      }
+      const [decisionIndex = -1] = await deps.log.appendIn(tx, [entry(decision.allow)]);
+      return { kind: 'started', decisionIndex };
+    });
+    if (outcome.kind !== 'used') return outcome;
+    const record = outcome.record;
     if (record.requestHash !== requestHash) {
       throw new IdentityError('TOKEN_REPLAYED', 'this id token was already used for a different request');
     }
-    if (record.state === 'done' && record.response !== null) return JSON.parse(record.response) as SignAnswer;
+    if (record.state === 'done' && record.response !== null) return { kind: 'answered', answer: JSON.parse(record.response) as StoredAnswer };
     if (Date.now() >= deadline) {
       throw new SignError('TOKEN_IN_USE', 'an identical request with this token is still in progress; retry later');
     }
@@ -253,7 +338,7 @@ async function claimToken(deps: SignRequestDependencies, identity: VerifiedIdent
 }
 
 async function consumeLimits(
-  deps: SignRequestDependencies,
+  counters: CounterRepository,
   project: string,
   identity: VerifiedIdentity,
   keyId: string,
@@ -269,7 +354,7 @@ async function consumeLimits(
   }
   if (limits.keyUsage !== undefined) increments.push({ counter: `usage:key:${project}:${keyId}`, window: 'total', limit: limits.keyUsage });
   if (increments.length === 0) return undefined;
-  const outcome = await deps.store.counters.consume(increments);
+  const outcome = await counters.consume(increments);
   if (outcome.allowed) return undefined;
   const reasons: DenyReason[] = outcome.exceeded.map((counter) =>
     counter.startsWith('usage:')

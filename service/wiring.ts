@@ -7,7 +7,12 @@
 import { readFileSync } from 'node:fs';
 import { ConfigError } from '../config/errors.js';
 import type { SignetConfig } from '../config/schema.js';
+import { CertificateAuthority } from '../ca/authority.js';
+import { startCaDuties } from '../ca/duties.js';
+import { caSettingsFrom } from '../ca/settings.js';
 import { KeyError } from '../keyrotation/errors.js';
+import { GovernanceService, SigningGuard } from '../keyrotation/governance-service.js';
+import { findAgingKeys, startKeyAgeDuties } from '../keyrotation/key-age.js';
 import { assertKeysPresent, keyRef } from '../keyrotation/signing-keys.js';
 import { policyLeaf, POLICY_KIND } from '../log/entries.js';
 import { TransparencyLog } from '../log/transparency-log.js';
@@ -19,9 +24,12 @@ import { createPipelineTokenVerifier } from '../policy/oidc/verifier.js';
 import { createApp } from '../server/app.js';
 import { listenHttps } from '../server/https-listener.js';
 import { createLogger, flushLogs, type Logger } from '../server/logger.js';
-import type { Hsm } from '../signer/types.js';
+import { listenMetrics, MeasuredTransparencyLog, pemCertificateExpiries, SignetMetrics, type MetricsListener } from '../server/metrics.js';
+import { openSecretSealer } from '../signer/secret-sealing.js';
+import type { Hsm, HsmSecretSealer } from '../signer/types.js';
 import { openStore } from '../store/open-store.js';
 import type { SignetStore } from '../store/store.js';
+import { clusterLeadership } from './leadership.js';
 import { openConfiguredHsm } from './open-hsm.js';
 
 export interface RunningService {
@@ -30,6 +38,12 @@ export interface RunningService {
   readonly port: number;
   readonly url: string;
   readonly logger: Logger;
+  /** Prometheus metrics of this service (server/metrics.ts); the CA registers its certificates here. */
+  readonly metrics: SignetMetrics;
+  /** The separate plain-HTTP metrics listener's URL, when `metrics.listen` is set. */
+  readonly metricsUrl: string | undefined;
+  /** Every route the HTTP app serves (method and path pattern), for checks against /openapi.json. */
+  readonly routes: readonly { readonly method: string; readonly path: string }[];
   /** Graceful stop; safe to call more than once. */
   stop(): Promise<void>;
   /**
@@ -42,6 +56,12 @@ export interface RunningService {
 export interface StartOptions {
   /** Where logs go (stdout when absent). */
   readonly logDestination?: NodeJS.WritableStream;
+  /**
+   * Benchmarks only (bench/serve.ts): swaps the opened transparency log for another,
+   * to measure what the log costs. Neither the config nor the CLI can reach it; the
+   * service has no way to run without its log.
+   */
+  readonly replaceLogForBenchmark?: (log: TransparencyLog, store: SignetStore) => TransparencyLog;
 }
 
 export async function startService(config: Readonly<SignetConfig>, options: StartOptions = {}): Promise<RunningService> {
@@ -53,16 +73,40 @@ export async function startService(config: Readonly<SignetConfig>, options: Star
     key: readConfigFile(config.server.tls.keyFile, 'server.tls.keyFile'),
     clientCa: readConfigFile(config.server.tls.clientCaFile, 'server.tls.clientCaFile'),
   };
+  // Officers authenticate with certificates of their own CA (DESIGN.md: a separate
+  // hierarchy). The listener trusts both CAs; each route accepts only its own.
+  const officerCa = config.server.tls.officerCaFile === undefined ? undefined : readConfigFile(config.server.tls.officerCaFile, 'server.tls.officerCaFile');
 
   const hsm: Hsm = await openConfiguredHsm(config, { logger });
+  // The service signs through the measured adapter; `hsm` itself stays the raw one.
+  const metrics = new SignetMetrics({
+    processMetrics: config.metrics.processMetrics,
+    isKnownProject: (project) => Object.hasOwn(policy.document.projects, project),
+    hsmSignCapacity: config.hsm.signWorkers,
+  });
+  const measuredHsm = metrics.instrumentHsm(hsm);
+  metrics.addCertificateSource('tls', () => [
+    ...pemCertificateExpiries('tls-server', tls.cert),
+    ...pemCertificateExpiries('tls-ci-client-ca', tls.clientCa),
+    ...(officerCa === undefined ? [] : pemCertificateExpiries('tls-officer-ca', officerCa)),
+  ]);
 
   const openedStore = await openStoreChecked(config, hsm);
+  const caSettings = caSettingsFrom(config);
+  const ca = new CertificateAuthority({ hsm, store: openedStore, settings: caSettings, logKeyName: config.log.keyName });
   let tokens: PipelineTokenVerifier;
   let log: TransparencyLog;
+  let sealer: HsmSecretSealer | undefined;
   try {
     assertPolicyKeepsLogKey(policy, config.log.keyName);
     tokens = createPipelineTokenVerifier(config.oidc, { logger });
-    log = await openTransparencyLog(config, hsm, openedStore);
+    log = await openTransparencyLog(config, measuredHsm, openedStore, metrics);
+    log = options.replaceLogForBenchmark?.(log, openedStore) ?? log;
+    // CA keys recorded in storage must be in the token, like signing keys.
+    await ca.assertKeysPresent();
+    // With officer routes on, the key that seals their TOTP secrets must be in the token
+    // (made by `signet init` or set-up, never here): otherwise no approval could be checked.
+    if (officerCa !== undefined) sealer = await openSecretSealer(hsm, { label: config.governance.sealingKeyLabel });
   } catch (error) {
     await openedStore.close();
     await hsm.close();
@@ -85,8 +129,32 @@ export async function startService(config: Readonly<SignetConfig>, options: Star
 
   let stopping = false;
   let inFlight = 0;
+  metrics.watchStore(openedStore);
+  // Freezes and revoked client certificates, as the signing path sees them.
+  const guard = new SigningGuard({ store: openedStore, cacheMs: config.governance.signingGuardCacheMs });
+  const governance =
+    sealer === undefined
+      ? undefined
+      : new GovernanceService({
+          store: openedStore,
+          hsm,
+          ca,
+          sealer,
+          settings: config.governance,
+          logger,
+          logKeyName: config.log.keyName,
+          now: () => new Date(),
+          onChange: () => {
+            guard.invalidate();
+          },
+        });
+  const keyAgeWarningDays = config.governance.keyAgeWarningDays;
+  const agingKeys = async () =>
+    findAgingKeys({ keys: await openedStore.keys.list(), policy: policy.document, now: new Date(), warningDays: keyAgeWarningDays }).filter(
+      (key) => key.name !== config.log.keyName,
+    );
   const app = createApp({
-    hsm,
+    hsm: measuredHsm,
     store: openedStore,
     tokens,
     log,
@@ -95,6 +163,13 @@ export async function startService(config: Readonly<SignetConfig>, options: Star
     tokenLeewaySeconds: config.oidc.leewaySeconds,
     currentPolicy: () => policy,
     logger,
+    metrics,
+    exposeMetrics: config.metrics.onMainListener,
+    trust: { store: openedStore, log, hsm, settings: caSettings, logKeyName: config.log.keyName, now: () => new Date() },
+    signingFrozen: (project) => guard.isFrozen(project),
+    clients: { ciClientCa: tls.clientCa, isRevoked: (fingerprint) => guard.isRevoked(fingerprint) },
+    officers: { governance, officerCa },
+    readinessDetails: async () => ({ keys: { warningDays: keyAgeWarningDays, aging: await agingKeys() } }),
     maxBodyBytes: config.server.maxBodyBytes,
     isStopping: () => stopping,
     inFlight: {
@@ -113,6 +188,7 @@ export async function startService(config: Readonly<SignetConfig>, options: Star
       host: config.server.host,
       port: config.server.port,
       ...tls,
+      clientCa: officerCa === undefined ? tls.clientCa : Buffer.concat([tls.clientCa, Buffer.from('\n'), officerCa]),
       requestTimeoutMs: config.server.requestTimeoutMs,
       maxBodyBytes: config.server.maxBodyBytes,
       fetch: app.fetch,
@@ -122,18 +198,37 @@ export async function startService(config: Readonly<SignetConfig>, options: Star
     await hsm.close();
     throw error;
   }
+  let metricsListener: MetricsListener | undefined;
+  if (config.metrics.listen !== undefined) {
+    try {
+      metricsListener = await listenMetrics(metrics, config.metrics.listen.host, config.metrics.listen.port);
+    } catch (error) {
+      await listener.close(0);
+      await openedStore.close();
+      await hsm.close();
+      throw error;
+    }
+  }
   const port = listener.port;
   const host = config.server.host.includes(':') ? `[${config.server.host}]` : config.server.host;
   const url = `https://${host}:${port}`;
-  logger.info({ url, storage: openedStore.kind, policySha256: policy.sha256 }, 'signet listening');
+  logger.info({ url, metricsUrl: metricsListener?.url, storage: openedStore.kind, policySha256: policy.sha256 }, 'signet listening');
   flushLogs(logger);
+
+  // Periodic work runs on one replica of the cluster at a time: each duty's round runs
+  // only while this replica holds the duty's lease in storage (service/leadership.ts).
+  const leadership = clusterLeadership(openedStore.leases, logger);
+  const housekeepingMs = 60_000;
+  const dutyMs = 3_600_000;
+  const mayTidy = leadership.duty('housekeeping', housekeepingMs);
 
   // Housekeeping: token uses past their token's expiry, old rate windows, and token
   // uses left pending by a request that died with its process (no request lives longer
   // than the request timeout, so older pending uses are abandoned). Runs at start too,
   // so a CI retry after a crash is served rather than told the token is in use.
   const abandonedAfterMs = config.server.requestTimeoutMs + 30_000;
-  const tidy = (): void => {
+  const tidy = async (): Promise<void> => {
+    if (!(await mayTidy())) return;
     const now = new Date();
     const minuteAgo = new Date(now.getTime() - 120_000).toISOString().slice(0, 16);
     Promise.all([
@@ -144,9 +239,22 @@ export async function startService(config: Readonly<SignetConfig>, options: Star
       logger.warn({ err: error }, 'housekeeping failed');
     });
   };
-  tidy();
-  const housekeeping = setInterval(tidy, 60_000);
+  void tidy();
+  const housekeeping = setInterval(() => void tidy(), housekeepingMs);
   housekeeping.unref();
+  // CRLs kept current, expiring certificates warned about (ca/duties.ts).
+  const caDuties = startCaDuties({ ca, appendToLog: (entries) => log.append(entries), logger, intervalMs: dutyMs, mayRun: leadership.duty('ca-duties', dutyMs) });
+  // Keys near their project's maximum age: reported, logged, optionally proposed for rotation (keyrotation/key-age.ts).
+  const keyAgeDuties = startKeyAgeDuties({
+    store: openedStore,
+    policy: () => policy.document,
+    warningDays: keyAgeWarningDays,
+    autoPropose: config.governance.autoProposeRotation,
+    logKeyName: config.log.keyName,
+    logger,
+    intervalMs: dutyMs,
+    mayRun: leadership.duty('key-age', dutyMs),
+  });
 
   let stopped: Promise<void> | undefined;
   const openListener = listener;
@@ -155,6 +263,9 @@ export async function startService(config: Readonly<SignetConfig>, options: Star
     port,
     url,
     logger,
+    metrics,
+    metricsUrl: metricsListener?.url,
+    routes: app.routes.filter((route) => route.method !== 'ALL').map((route) => ({ method: route.method, path: route.path })),
     reloadPolicy: async () => {
       const next = loadPolicyFile(config.policy.file);
       assertPolicyKeepsLogKey(next, config.log.keyName);
@@ -169,7 +280,12 @@ export async function startService(config: Readonly<SignetConfig>, options: Star
         stopping = true;
         clearInterval(housekeeping);
         logger.info({ inFlight }, 'shutting down: no new requests');
+        await caDuties.stop();
+        await keyAgeDuties.stop();
+        // Another replica takes the duties over at its next round, not after the leases expire.
+        await leadership.releaseAll();
         await openListener.close(config.server.shutdownGraceMs);
+        await metricsListener?.close();
         await hsm.close();
         await openedStore.close();
         logger.info('stopped');
@@ -194,18 +310,18 @@ function assertPolicyKeepsLogKey(policy: LoadedPolicy, logKeyName: string): void
 }
 
 /** The log with its HSM key (the active version of `log.keyName`), and a checkpoint for its current size. */
-async function openTransparencyLog(config: Readonly<SignetConfig>, hsm: Hsm, store: SignetStore): Promise<TransparencyLog> {
+async function openTransparencyLog(config: Readonly<SignetConfig>, hsm: Hsm, store: SignetStore, metrics: SignetMetrics): Promise<TransparencyLog> {
   const key = await store.keys.getActive(config.log.keyName);
   if (key === null) {
     throw new KeyError('KEY_NOT_FOUND', `no active log key "${config.log.keyName}" (signet init makes one; production: signet keys create)`);
   }
   if (key.algorithm !== 'ecdsa-p256') throw new KeyError('KEY_ID_INVALID', `the log key must be ecdsa-p256 (it is ${key.algorithm})`);
-  const log = new TransparencyLog({
+  const log = new MeasuredTransparencyLog({
     store,
     origin: config.log.origin,
     publicKeyPem: key.publicKeyPem,
     sign: (digest) => hsm.signDigest(keyRef(key), { algorithm: 'sha256', value: digest }),
-  });
+  }, metrics);
   await log.open();
   return log;
 }

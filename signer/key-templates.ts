@@ -237,3 +237,48 @@ export function keyObjectSearchTemplate(id: Buffer, objectClass: 'private' | 'pu
     { type: pkcs11js.CKA_ID, value: Buffer.from(id) },
   ];
 }
+
+/** AES-256: CKA_VALUE_LEN of the secret-sealing key, in bytes (Current Mechanisms v2.40 §2.8, CKM_AES_KEY_GEN). */
+export const SEALING_KEY_BYTES = 32;
+
+/**
+ * Template for C_GenerateKey (v2.40 §5.14.1) of the key that seals small secrets such
+ * as officers' TOTP seeds (signer/secret-sealing.ts): an AES-256 token object, private,
+ * that can encrypt and decrypt and nothing else (no sign/verify, no wrap/unwrap, no
+ * derive), whose value can never be read (CKA_SENSITIVE) nor wrapped out
+ * (CKA_EXTRACTABLE=false).
+ */
+export function buildSealingKeyTemplate(id: Buffer, label: string): { readonly mechanism: Pkcs11Js.Mechanism; readonly template: Pkcs11Js.Template } {
+  assertValidKeyLabel(label);
+  if (id.length === 0) throw new HsmError('HSM_INVALID_INPUT', 'a key id must not be empty');
+  return {
+    mechanism: { mechanism: pkcs11js.CKM_AES_KEY_GEN },
+    template: [
+      { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+      { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_AES },
+      { type: pkcs11js.CKA_VALUE_LEN, value: SEALING_KEY_BYTES },
+      { type: pkcs11js.CKA_TOKEN, value: true },
+      { type: pkcs11js.CKA_PRIVATE, value: true },
+      { type: pkcs11js.CKA_ID, value: Buffer.from(id) },
+      { type: pkcs11js.CKA_LABEL, value: Buffer.from(label, 'utf8') },
+      { type: pkcs11js.CKA_SENSITIVE, value: true },
+      { type: pkcs11js.CKA_EXTRACTABLE, value: false },
+      { type: pkcs11js.CKA_ENCRYPT, value: true },
+      { type: pkcs11js.CKA_DECRYPT, value: true },
+      { type: pkcs11js.CKA_SIGN, value: false },
+      { type: pkcs11js.CKA_VERIFY, value: false },
+      { type: pkcs11js.CKA_WRAP, value: false },
+      { type: pkcs11js.CKA_UNWRAP, value: false },
+      { type: pkcs11js.CKA_DERIVE, value: false },
+    ],
+  };
+}
+
+/** Search template for AES secret keys by CKA_LABEL or by CKA_ID (v2.40 §5.7.7). */
+export function sealingKeySearchTemplate(by: { readonly label: string } | { readonly id: Buffer }): Pkcs11Js.Template {
+  return [
+    { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+    { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_AES },
+    'label' in by ? { type: pkcs11js.CKA_LABEL, value: Buffer.from(by.label, 'utf8') } : { type: pkcs11js.CKA_ID, value: Buffer.from(by.id) },
+  ];
+}

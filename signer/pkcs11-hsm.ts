@@ -708,7 +708,7 @@ function exportPublicKeyPem(module: Pkcs11, session: PoolSession, handle: Pkcs11
 }
 
 /** Reads CK_BBOOL attributes (one byte; CK_FALSE is 0). */
-function readBooleans(
+export function readBooleans(
   module: Pkcs11,
   session: PoolSession,
   handle: Pkcs11Handle,
@@ -756,6 +756,32 @@ interface Internals {
 }
 
 const internals = new WeakMap<Hsm, Internals>();
+
+/**
+ * The module and session pool behind an `Hsm` opened by `openPkcs11Hsm`, for the other
+ * token operations of the PKCS#11 adapter (signer/secret-sealing.ts). For `signer/` only:
+ * code above the adapter uses the interfaces of types.ts.
+ */
+export interface Pkcs11SessionAccess {
+  readonly module: Pkcs11;
+  /** `SessionPool.run`: a logged-in session to itself, with recovery and one retry. */
+  run<T>(what: string, operation: (session: PoolSession) => Promise<T>): Promise<T>;
+  /** `SessionPool.assertLoggedIn`: private objects are invisible, not an error, after a logout. */
+  assertLoggedIn(session: PoolSession): void;
+}
+
+export function pkcs11SessionAccess(hsm: Hsm): Pkcs11SessionAccess {
+  const found = internals.get(hsm);
+  if (found === undefined) throw new TypeError('not an Hsm opened by openPkcs11Hsm');
+  const { module, pool } = found;
+  return {
+    module,
+    run: (what, operation) => pool.run(what, operation),
+    assertLoggedIn: (session) => {
+      pool.assertLoggedIn(session);
+    },
+  };
+}
 
 /** What `hsmInternalsForTesting` exposes. Not part of the adapter's contract. */
 export interface HsmInternalsForTesting {

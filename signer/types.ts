@@ -73,6 +73,39 @@ export interface HsmHealth {
   ping(): Promise<void>;
 }
 
+/** What the token says about a secret (symmetric) key; proves custody of the sealing key. */
+export interface SecretKeyAttributes {
+  readonly sensitive: boolean;
+  readonly extractable: boolean;
+  readonly alwaysSensitive: boolean;
+  readonly neverExtractable: boolean;
+  readonly encrypt: boolean;
+  readonly decrypt: boolean;
+  readonly sign: boolean;
+  readonly verify: boolean;
+  readonly wrap: boolean;
+  readonly unwrap: boolean;
+  readonly derive: boolean;
+  readonly token: boolean;
+  readonly private: boolean;
+}
+
+/**
+ * Seals small secrets (officers' TOTP seeds) with an AES key that never leaves the
+ * HSM, so storage only ever holds ciphertext. `aad` names what the secret belongs to
+ * (an officer): a sealed value moved to another record no longer unseals.
+ * Implemented by signer/secret-sealing.ts over the adapter's session pool.
+ */
+export interface HsmSecretSealer {
+  /** CKA_LABEL of the sealing key. */
+  readonly keyLabel: string;
+  /** A printable, versioned envelope (key id, IV, ciphertext and tag). */
+  seal(plaintext: Uint8Array, aad: string): Promise<string>;
+  /** The plaintext, or SEALED_SECRET_REJECTED if the envelope, its key or `aad` do not match. */
+  unseal(sealed: string, aad: string): Promise<Buffer>;
+  keyAttributes(): Promise<SecretKeyAttributes>;
+}
+
 export interface Hsm extends HsmSigner, HsmKeyStore, HsmHealth {
   /** Waits for in-flight operations, closes every session and logs out. */
   close(): Promise<void>;

@@ -61,6 +61,11 @@ CREATE TABLE health_probe (
   written_at TEXT    NOT NULL
 ) STRICT;
 `,
+    // PostgreSQL: no migration had been released on PostgreSQL when its backend was
+    // first shipped, so the PostgreSQL text of migrations 1–3 was corrected in place
+    // then: here, `name` is COLLATE "C" so that listing keys by name gives SQLite's byte
+    // order whatever collation the database was created with, and `version` is BIGINT
+    // because SQLite's INTEGER is 64-bit. From now on they are released: never edit.
     postgres: `
 CREATE TABLE schema_migrations (
   version    INTEGER NOT NULL PRIMARY KEY,
@@ -70,8 +75,8 @@ CREATE TABLE schema_migrations (
 
 CREATE TABLE key_versions (
   key_id           TEXT    NOT NULL PRIMARY KEY,
-  name             TEXT    NOT NULL,
-  version          INTEGER NOT NULL CHECK (version >= 1),
+  name             TEXT COLLATE "C" NOT NULL,
+  version          BIGINT  NOT NULL CHECK (version >= 1),
   algorithm        TEXT    NOT NULL
     CHECK (algorithm IN ('ecdsa-p256', 'ecdsa-p384', 'ed25519', 'rsa-pss-3072', 'rsa-pss-4096')),
   state            TEXT    NOT NULL
@@ -231,6 +236,292 @@ CREATE TABLE log_checkpoints (
   root_hash  BYTEA  NOT NULL CHECK (octet_length(root_hash) = 32),
   note       TEXT   NOT NULL CHECK (length(note) > 0),
   created_at TEXT   NOT NULL
+);
+`,
+  }),
+  Object.freeze({
+    version: 4,
+    name: 'code-signing certificates',
+    // ca_certificates: the root and intermediate CAs whose keys are in the HSM. One
+    // active CA per role, enforced by a partial unique index as for key versions; a root
+    // has no issuer and an intermediate has one (a root is self-signed).
+    //
+    // leaf_certificates: one row per code-signing certificate of a key version (a key
+    // gets a new one on renewal or after an intermediate rotation). Serial numbers are
+    // 128 random bits, unique across every leaf.
+    //
+    // certificate_revocations: append-only; one row per revoked leaf, from which every
+    // CRL is built. crls: every CRL signed, numbered per issuer (RFC 5280 §5.2.3); the
+    // highest number is the one served.
+    sqlite: `
+CREATE TABLE ca_certificates (
+  ca_id           TEXT NOT NULL PRIMARY KEY
+    CHECK (length(ca_id) BETWEEN 1 AND 64 AND ca_id NOT GLOB '*[^a-z0-9-]*'),
+  role            TEXT NOT NULL CHECK (role IN ('root', 'intermediate')),
+  status          TEXT NOT NULL CHECK (status IN ('active', 'retired')),
+  algorithm       TEXT NOT NULL CHECK (algorithm IN ('ecdsa-p256', 'ecdsa-p384')),
+  hsm_key_id      TEXT NOT NULL,
+  serial_number   TEXT NOT NULL UNIQUE,
+  subject         TEXT NOT NULL,
+  issuer_ca_id    TEXT REFERENCES ca_certificates (ca_id),
+  certificate_pem TEXT NOT NULL,
+  not_before      TEXT NOT NULL,
+  not_after       TEXT NOT NULL,
+  created_at      TEXT NOT NULL,
+  CONSTRAINT ca_certificates_issuer CHECK ((role = 'root') = (issuer_ca_id IS NULL))
+) STRICT;
+
+CREATE UNIQUE INDEX ca_certificates_one_active_per_role ON ca_certificates (role) WHERE status = 'active';
+
+CREATE TABLE leaf_certificates (
+  serial_number   TEXT NOT NULL PRIMARY KEY,
+  key_id          TEXT NOT NULL REFERENCES key_versions (key_id),
+  issuer_ca_id    TEXT NOT NULL REFERENCES ca_certificates (ca_id),
+  certificate_pem TEXT NOT NULL,
+  not_before      TEXT NOT NULL,
+  not_after       TEXT NOT NULL,
+  created_at      TEXT NOT NULL
+) STRICT;
+
+CREATE INDEX leaf_certificates_key ON leaf_certificates (key_id, not_before);
+
+CREATE TABLE certificate_revocations (
+  serial_number TEXT NOT NULL PRIMARY KEY REFERENCES leaf_certificates (serial_number),
+  issuer_ca_id  TEXT NOT NULL REFERENCES ca_certificates (ca_id),
+  revoked_at    TEXT NOT NULL,
+  reason        TEXT NOT NULL CHECK (reason IN
+    ('unspecified', 'keyCompromise', 'affiliationChanged', 'superseded', 'cessationOfOperation', 'privilegeWithdrawn'))
+) STRICT;
+
+CREATE TABLE crls (
+  issuer_ca_id TEXT    NOT NULL REFERENCES ca_certificates (ca_id),
+  crl_number   INTEGER NOT NULL CHECK (crl_number >= 1),
+  this_update  TEXT    NOT NULL,
+  next_update  TEXT    NOT NULL,
+  der          BLOB    NOT NULL CHECK (length(der) BETWEEN 1 AND 16777216),
+  PRIMARY KEY (issuer_ca_id, crl_number)
+) STRICT;
+`,
+    // COLLATE "C" on the text that is ordered or compared (ids, timestamps), as in
+    // migration 2; BIGINT CRL numbers and BYTEA CRLs.
+    postgres: `
+CREATE TABLE ca_certificates (
+  ca_id           TEXT COLLATE "C" NOT NULL PRIMARY KEY CHECK (ca_id ~ '^[a-z0-9-]{1,64}$'),
+  role            TEXT NOT NULL CHECK (role IN ('root', 'intermediate')),
+  status          TEXT NOT NULL CHECK (status IN ('active', 'retired')),
+  algorithm       TEXT NOT NULL CHECK (algorithm IN ('ecdsa-p256', 'ecdsa-p384')),
+  hsm_key_id      TEXT NOT NULL,
+  serial_number   TEXT NOT NULL UNIQUE,
+  subject         TEXT NOT NULL,
+  issuer_ca_id    TEXT COLLATE "C" REFERENCES ca_certificates (ca_id),
+  certificate_pem TEXT NOT NULL,
+  not_before      TEXT COLLATE "C" NOT NULL,
+  not_after       TEXT COLLATE "C" NOT NULL,
+  created_at      TEXT COLLATE "C" NOT NULL,
+  CONSTRAINT ca_certificates_issuer CHECK ((role = 'root') = (issuer_ca_id IS NULL))
+);
+
+CREATE UNIQUE INDEX ca_certificates_one_active_per_role ON ca_certificates (role) WHERE status = 'active';
+
+CREATE TABLE leaf_certificates (
+  serial_number   TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+  key_id          TEXT NOT NULL REFERENCES key_versions (key_id),
+  issuer_ca_id    TEXT COLLATE "C" NOT NULL REFERENCES ca_certificates (ca_id),
+  certificate_pem TEXT NOT NULL,
+  not_before      TEXT COLLATE "C" NOT NULL,
+  not_after       TEXT COLLATE "C" NOT NULL,
+  created_at      TEXT COLLATE "C" NOT NULL
+);
+
+CREATE INDEX leaf_certificates_key ON leaf_certificates (key_id, not_before);
+
+CREATE TABLE certificate_revocations (
+  serial_number TEXT COLLATE "C" NOT NULL PRIMARY KEY REFERENCES leaf_certificates (serial_number),
+  issuer_ca_id  TEXT COLLATE "C" NOT NULL REFERENCES ca_certificates (ca_id),
+  revoked_at    TEXT COLLATE "C" NOT NULL,
+  reason        TEXT NOT NULL CHECK (reason IN
+    ('unspecified', 'keyCompromise', 'affiliationChanged', 'superseded', 'cessationOfOperation', 'privilegeWithdrawn'))
+);
+
+CREATE TABLE crls (
+  issuer_ca_id TEXT COLLATE "C" NOT NULL REFERENCES ca_certificates (ca_id),
+  crl_number   BIGINT NOT NULL CHECK (crl_number >= 1),
+  this_update  TEXT COLLATE "C" NOT NULL,
+  next_update  TEXT COLLATE "C" NOT NULL,
+  der          BYTEA  NOT NULL CHECK (octet_length(der) BETWEEN 1 AND 16777216),
+  PRIMARY KEY (issuer_ca_id, crl_number)
+);
+`,
+  }),  Object.freeze({
+    version: 5,
+    name: 'officers, proposals and freezes',
+    // officers: the security officers (keyrotation/). The certificate fingerprint is what
+    // identifies an officer on an mTLS connection, so it is unique; the TOTP secret is
+    // stored only sealed by the HSM (signer/secret-sealing.ts). last_totp_step is moved
+    // by compare-and-set with each approval (a code counts once, RFC 6238 §5.2); the
+    // failure count and its window bound guessing of codes.
+    //
+    // proposals: `document` is the canonical JSON whose SHA-256 is `hash` (the content
+    // officers approve); action, proposer and times are copies for listing only, the
+    // document is what is read back. proposal_approvals: one per officer and proposal.
+    //
+    // signing_freezes: one row per frozen scope, '*' for everything (project names
+    // cannot be '*'). revoked_client_certificates: officers' and CI clients' mTLS
+    // certificates revoked by quorum, by SHA-256 of the DER. governance_settings: the
+    // quorum policy (JSON, NULL for the defaults) and the last approved policy hash.
+    sqlite: `
+CREATE TABLE officers (
+  name                     TEXT    NOT NULL PRIMARY KEY
+    CHECK (length(name) BETWEEN 1 AND 63 AND name NOT GLOB '*[^a-z0-9._-]*'),
+  certificate_sha256       TEXT    NOT NULL UNIQUE
+    CHECK (length(certificate_sha256) = 64 AND certificate_sha256 NOT GLOB '*[^0-9a-f]*'),
+  certificate_pem          TEXT,
+  status                   TEXT    NOT NULL CHECK (status IN ('active', 'removed')),
+  sealed_totp_secret       TEXT,
+  last_totp_step           INTEGER CHECK (last_totp_step >= 0),
+  failed_totp_count        INTEGER NOT NULL CHECK (failed_totp_count >= 0),
+  failed_totp_window_start TEXT,
+  added_at                 TEXT    NOT NULL,
+  removed_at               TEXT,
+  CONSTRAINT officers_removed_at CHECK ((status = 'removed') = (removed_at IS NOT NULL))
+) STRICT;
+
+CREATE TABLE proposals (
+  id         TEXT NOT NULL PRIMARY KEY
+    CHECK (length(id) BETWEEN 8 AND 64 AND id NOT GLOB '*[^A-Za-z0-9_-]*'),
+  hash       TEXT NOT NULL CHECK (length(hash) = 64 AND hash NOT GLOB '*[^0-9a-f]*'),
+  document   TEXT NOT NULL CHECK (length(document) BETWEEN 1 AND 65536),
+  action     TEXT NOT NULL CHECK (action IN ('rotate-key', 'retire-key', 'compromise-key', 'revoke-certificate',
+    'add-officer', 'remove-officer', 'set-quorum', 'set-policy', 'freeze', 'unfreeze')),
+  proposer   TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  expires_at TEXT NOT NULL,
+  status     TEXT NOT NULL CHECK (status IN ('open', 'executed', 'withdrawn')),
+  closed_at  TEXT,
+  CONSTRAINT proposals_closed_at CHECK ((status = 'open') = (closed_at IS NULL))
+) STRICT;
+
+CREATE INDEX proposals_by_status ON proposals (status, created_at);
+
+CREATE TABLE proposal_approvals (
+  proposal_id        TEXT    NOT NULL REFERENCES proposals (id),
+  officer            TEXT    NOT NULL REFERENCES officers (name),
+  certificate_sha256 TEXT    NOT NULL
+    CHECK (length(certificate_sha256) = 64 AND certificate_sha256 NOT GLOB '*[^0-9a-f]*'),
+  proposal_hash      TEXT    NOT NULL CHECK (length(proposal_hash) = 64 AND proposal_hash NOT GLOB '*[^0-9a-f]*'),
+  totp_step          INTEGER NOT NULL CHECK (totp_step >= 0),
+  approved_at        TEXT    NOT NULL,
+  PRIMARY KEY (proposal_id, officer)
+) STRICT;
+
+CREATE TABLE signing_freezes (
+  scope       TEXT NOT NULL PRIMARY KEY
+    CHECK (scope = '*' OR (length(scope) BETWEEN 1 AND 63 AND scope NOT GLOB '*[^a-z0-9._-]*')),
+  proposal_id TEXT NOT NULL REFERENCES proposals (id),
+  frozen_by   TEXT NOT NULL,
+  frozen_at   TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE revoked_client_certificates (
+  certificate_sha256 TEXT NOT NULL PRIMARY KEY
+    CHECK (length(certificate_sha256) = 64 AND certificate_sha256 NOT GLOB '*[^0-9a-f]*'),
+  proposal_id        TEXT NOT NULL REFERENCES proposals (id),
+  revoked_at         TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE governance_settings (
+  id            INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),
+  quorum        TEXT CHECK (length(quorum) BETWEEN 2 AND 65536),
+  policy_sha256 TEXT CHECK (length(policy_sha256) = 64 AND policy_sha256 NOT GLOB '*[^0-9a-f]*'),
+  updated_at    TEXT NOT NULL
+) STRICT;
+`,
+    // COLLATE "C" on what is ordered or matched by a regular expression, BIGINT for TOTP
+    // steps and counts (SQLite's INTEGER is 64-bit), as in the earlier migrations.
+    postgres: `
+CREATE TABLE officers (
+  name                     TEXT COLLATE "C" NOT NULL PRIMARY KEY CHECK (name ~ '^[a-z0-9._-]{1,63}$'),
+  certificate_sha256       TEXT COLLATE "C" NOT NULL UNIQUE CHECK (certificate_sha256 ~ '^[0-9a-f]{64}$'),
+  certificate_pem          TEXT,
+  status                   TEXT   NOT NULL CHECK (status IN ('active', 'removed')),
+  sealed_totp_secret       TEXT,
+  last_totp_step           BIGINT CHECK (last_totp_step >= 0),
+  failed_totp_count        BIGINT NOT NULL CHECK (failed_totp_count >= 0),
+  failed_totp_window_start TEXT COLLATE "C",
+  added_at                 TEXT COLLATE "C" NOT NULL,
+  removed_at               TEXT COLLATE "C",
+  CONSTRAINT officers_removed_at CHECK ((status = 'removed') = (removed_at IS NOT NULL))
+);
+
+CREATE TABLE proposals (
+  id         TEXT COLLATE "C" NOT NULL PRIMARY KEY CHECK (id ~ '^[A-Za-z0-9_-]{8,64}$'),
+  hash       TEXT COLLATE "C" NOT NULL CHECK (hash ~ '^[0-9a-f]{64}$'),
+  document   TEXT NOT NULL CHECK (length(document) BETWEEN 1 AND 65536),
+  action     TEXT NOT NULL CHECK (action IN ('rotate-key', 'retire-key', 'compromise-key', 'revoke-certificate',
+    'add-officer', 'remove-officer', 'set-quorum', 'set-policy', 'freeze', 'unfreeze')),
+  proposer   TEXT NOT NULL,
+  created_at TEXT COLLATE "C" NOT NULL,
+  expires_at TEXT COLLATE "C" NOT NULL,
+  status     TEXT NOT NULL CHECK (status IN ('open', 'executed', 'withdrawn')),
+  closed_at  TEXT COLLATE "C",
+  CONSTRAINT proposals_closed_at CHECK ((status = 'open') = (closed_at IS NULL))
+);
+
+CREATE INDEX proposals_by_status ON proposals (status, created_at);
+
+CREATE TABLE proposal_approvals (
+  proposal_id        TEXT COLLATE "C" NOT NULL REFERENCES proposals (id),
+  officer            TEXT COLLATE "C" NOT NULL REFERENCES officers (name),
+  certificate_sha256 TEXT COLLATE "C" NOT NULL CHECK (certificate_sha256 ~ '^[0-9a-f]{64}$'),
+  proposal_hash      TEXT COLLATE "C" NOT NULL CHECK (proposal_hash ~ '^[0-9a-f]{64}$'),
+  totp_step          BIGINT NOT NULL CHECK (totp_step >= 0),
+  approved_at        TEXT COLLATE "C" NOT NULL,
+  PRIMARY KEY (proposal_id, officer)
+);
+
+CREATE TABLE signing_freezes (
+  scope       TEXT COLLATE "C" NOT NULL PRIMARY KEY CHECK (scope = '*' OR scope ~ '^[a-z0-9._-]{1,63}$'),
+  proposal_id TEXT COLLATE "C" NOT NULL REFERENCES proposals (id),
+  frozen_by   TEXT NOT NULL,
+  frozen_at   TEXT COLLATE "C" NOT NULL
+);
+
+CREATE TABLE revoked_client_certificates (
+  certificate_sha256 TEXT COLLATE "C" NOT NULL PRIMARY KEY CHECK (certificate_sha256 ~ '^[0-9a-f]{64}$'),
+  proposal_id        TEXT COLLATE "C" NOT NULL REFERENCES proposals (id),
+  revoked_at         TEXT COLLATE "C" NOT NULL
+);
+
+CREATE TABLE governance_settings (
+  id            INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),
+  quorum        TEXT CHECK (length(quorum) BETWEEN 2 AND 65536),
+  policy_sha256 TEXT CHECK (policy_sha256 ~ '^[0-9a-f]{64}$'),
+  updated_at    TEXT NOT NULL
+);
+`,
+  }),
+  Object.freeze({
+    version: 6,
+    name: 'leases',
+    // leases: one row per lease of once-per-cluster work (store.ts LeaseRepository).
+    // Times are ISO-8601 UTC text like every other timestamp, written by the backend
+    // from one clock (PostgreSQL's own, so replicas never compare their clocks);
+    // fixed-width text, so text order is time order.
+    sqlite: `
+CREATE TABLE leases (
+  name        TEXT NOT NULL PRIMARY KEY
+    CHECK (length(name) BETWEEN 1 AND 64 AND name NOT GLOB '*[^a-z0-9._:-]*'),
+  holder      TEXT NOT NULL CHECK (length(holder) BETWEEN 1 AND 200),
+  acquired_at TEXT NOT NULL,
+  expires_at  TEXT NOT NULL
+) STRICT;
+`,
+    postgres: `
+CREATE TABLE leases (
+  name        TEXT COLLATE "C" NOT NULL PRIMARY KEY CHECK (name ~ '^[a-z0-9._:-]{1,64}$'),
+  holder      TEXT NOT NULL CHECK (length(holder) BETWEEN 1 AND 200),
+  acquired_at TEXT COLLATE "C" NOT NULL,
+  expires_at  TEXT COLLATE "C" NOT NULL
 );
 `,
   }),

@@ -4,6 +4,8 @@
  * Every method is async so both fit; anything that must change several rows
  * atomically goes through `transaction`.
  */
+import type { FreezeMark } from '../keyrotation/freeze.js';
+import type { ApprovalRecord, OfficerRecord, ProposalRecord, ProposalStatus, QuorumPolicy } from '../keyrotation/proposals.js';
 import type { KeyAlgorithm } from '../signer/algorithms.js';
 
 export const KEY_STATES = ['pending', 'active', 'verify-only', 'retired', 'compromised'] as const;
@@ -35,8 +37,18 @@ export interface KeyRepository {
   getActive(name: string): Promise<KeyVersionRecord | null>;
   /** Fails with STORE_CONFLICT if the keyId exists, or if it is `active` and another active version of the name exists. */
   insert(record: KeyVersionRecord): Promise<void>;
-  /** Fails with STORE_NOT_FOUND for an unknown keyId. */
-  updateState(keyId: string, state: KeyState, at: string): Promise<void>;
+  /**
+   * Fails with STORE_NOT_FOUND for an unknown keyId. `window`, when given, is stored as
+   * the version's validity window with the state (keyrotation/lifecycle.ts `transition`
+   * computes both); without it the window is left as it is.
+   */
+  updateState(keyId: string, state: KeyState, at: string, window?: KeyValidityWindow): Promise<void>;
+}
+
+/** The period a key version was active (notAfter null while it still is); notAfter = notBefore: never active. */
+export interface KeyValidityWindow {
+  readonly notBefore: string;
+  readonly notAfter: string | null;
 }
 
 /**
@@ -173,16 +185,226 @@ export interface LogRepository {
   checkpoints(afterSize: number, limit: number): Promise<CheckpointRecord[]>;
 }
 
+/** The two levels of the code-signing CA hierarchy (ca/). */
+export const CA_ROLES = ['root', 'intermediate'] as const;
+export type CaRole = (typeof CA_ROLES)[number];
+
+/** `active`: issues certificates (one per role). `retired`: still published, issues nothing. */
+export const CA_STATUSES = ['active', 'retired'] as const;
+export type CaStatus = (typeof CA_STATUSES)[number];
+
+/** CRLReason names (RFC 5280 §5.3.1) a leaf may be revoked with. */
+export const REVOCATION_REASONS = ['unspecified', 'keyCompromise', 'affiliationChanged', 'superseded', 'cessationOfOperation', 'privilegeWithdrawn'] as const;
+export type RevocationReason = (typeof REVOCATION_REASONS)[number];
+
+/** A CA certificate whose key pair is in the HSM. */
+export interface CaCertificateRecord {
+  /** `root-1`, `intermediate-2`, …: stable, appears in CRL URLs. */
+  readonly caId: string;
+  readonly role: CaRole;
+  readonly status: CaStatus;
+  readonly algorithm: KeyAlgorithm;
+  /** Hex CKA_ID of the CA key pair. Never sent to clients. */
+  readonly hsmKeyId: string;
+  /** Lower-case hex, as in the certificate (no leading 00). */
+  readonly serialNumber: string;
+  readonly subject: string;
+  /** The issuing CA; null for a root (self-signed). */
+  readonly issuerCaId: string | null;
+  readonly certificatePem: string;
+  readonly notBefore: string;
+  readonly notAfter: string;
+  readonly createdAt: string;
+}
+
+/** A code-signing certificate of one signing key version, issued by an intermediate. */
+export interface LeafCertificateRecord {
+  readonly serialNumber: string;
+  readonly keyId: string;
+  readonly issuerCaId: string;
+  readonly certificatePem: string;
+  readonly notBefore: string;
+  readonly notAfter: string;
+  readonly createdAt: string;
+}
+
+export interface RevocationRecord {
+  /** A leaf certificate's serial number. */
+  readonly serialNumber: string;
+  readonly issuerCaId: string;
+  readonly revokedAt: string;
+  readonly reason: RevocationReason;
+}
+
+/** A signed CRL (DER), numbered per issuer (RFC 5280 §5.2.3). */
+export interface CrlRecord {
+  readonly issuerCaId: string;
+  readonly crlNumber: number;
+  readonly thisUpdate: string;
+  readonly nextUpdate: string;
+  readonly der: Buffer;
+}
+
+/** The code-signing CA's certificates, revocations and CRLs. */
+export interface CertificateRepository {
+  /** Every CA certificate, oldest first. */
+  listCas(): Promise<CaCertificateRecord[]>;
+  /**
+   * STORE_CONFLICT if the caId or serial exists, or if it is `active` and an active CA
+   * of the same role exists; STORE_NOT_FOUND if `issuerCaId` names no CA.
+   */
+  insertCa(record: CaCertificateRecord): Promise<void>;
+  /** active → retired (a retired CA stays published). STORE_NOT_FOUND for an unknown caId. */
+  retireCa(caId: string): Promise<void>;
+  /** Every leaf, by key id then notBefore. */
+  listLeaves(): Promise<LeafCertificateRecord[]>;
+  /** The leaves of one key version, oldest first. */
+  leavesOfKey(keyId: string): Promise<LeafCertificateRecord[]>;
+  getLeaf(serialNumber: string): Promise<LeafCertificateRecord | null>;
+  /** STORE_CONFLICT for a serial in use; STORE_NOT_FOUND for an unknown key version or issuer. */
+  insertLeaf(record: LeafCertificateRecord): Promise<void>;
+  /** STORE_NOT_FOUND unless that issuer issued a leaf with that serial; STORE_CONFLICT if it is already revoked. */
+  revoke(record: RevocationRecord): Promise<void>;
+  /** Every revocation, oldest first. */
+  listRevocations(): Promise<RevocationRecord[]>;
+  /** STORE_CONFLICT unless `crlNumber` is greater than every earlier one of the issuer. */
+  addCrl(record: CrlRecord): Promise<void>;
+  latestCrl(issuerCaId: string): Promise<CrlRecord | null>;
+}
+
+/** An officer as storage holds it: the core record and what only the service needs. */
+export interface StoredOfficer extends OfficerRecord {
+  /** The officer's client certificate (officer CA), when known; the fingerprint is what identifies. */
+  readonly certificatePem: string | null;
+  /** Wrong TOTP codes counted in the current failure window (a bound on guessing). */
+  readonly failedTotpCount: number;
+  readonly failedTotpWindowStart: string | null;
+}
+
+/** An officer's or CI client's mTLS certificate revoked by an executed proposal. */
+export interface RevokedCertificateRecord {
+  /** Hex SHA-256 of the DER certificate. */
+  readonly certificateSha256: string;
+  readonly proposalId: string;
+  readonly revokedAt: string;
+}
+
+/** A freeze of signing: `project` null freezes everything. */
+export interface FreezeRecord extends FreezeMark {
+  readonly project: string | null;
+}
+
+export interface GovernanceSettingsRecord {
+  /** Null until a quorum change was executed: the defaults apply. */
+  readonly quorum: QuorumPolicy | null;
+  readonly policySha256: string | null;
+}
+
+/** A use of an officer's TOTP code, written with the approval it made. */
+export interface TotpUse {
+  readonly officer: string;
+  readonly certificateSha256: string;
+  /** The last step as read before checking the code: the compare of compare-and-set. */
+  readonly expectedLastStep: number | null;
+  readonly step: number;
+}
+
+/**
+ * Officers, proposals, approvals, freezes, revoked client certificates and quorum
+ * settings (keyrotation/). The rules live in the pure core (keyrotation/proposals.ts);
+ * storage keeps what is needed across replicas: one approval per officer and proposal,
+ * a TOTP step that only moves forward (compare-and-set), a proposal closed once.
+ */
+export interface GovernanceRepository {
+  /** Every officer, by name. */
+  listOfficers(): Promise<StoredOfficer[]>;
+  getOfficer(name: string): Promise<StoredOfficer | null>;
+  /** STORE_CONFLICT if the name or the certificate belongs to an officer already (names are never reused). */
+  insertOfficer(officer: StoredOfficer): Promise<void>;
+  /** active → removed. STORE_NOT_FOUND unless an active officer has that name. */
+  removeOfficer(name: string, at: string): Promise<void>;
+  /** First enrolment only: STORE_NOT_FOUND for no active officer, STORE_CONFLICT if one is set. */
+  setTotpSecret(name: string, sealed: string): Promise<void>;
+  /**
+   * Moves the officer's last TOTP step from `expectedLastStep` to `step` (later) and
+   * clears the failure count, only if the officer is still active with that certificate
+   * and nobody moved the step meanwhile; STORE_CONFLICT otherwise.
+   */
+  recordTotpUse(use: TotpUse): Promise<void>;
+  /**
+   * Counts one wrong code: a new window starting at `at` when the current one started
+   * before `windowStartsAfter` (or there is none), else one more in it. Returns the
+   * count and start of the window. STORE_NOT_FOUND for an unknown officer.
+   */
+  recordTotpFailure(officer: string, at: string, windowStartsAfter: string): Promise<{ count: number; windowStart: string }>;
+  /** Oldest first. */
+  listRevokedCertificates(): Promise<RevokedCertificateRecord[]>;
+  /** STORE_CONFLICT if already revoked. */
+  revokeCertificate(record: RevokedCertificateRecord): Promise<void>;
+  settings(): Promise<GovernanceSettingsRecord>;
+  setQuorum(quorum: QuorumPolicy, at: string): Promise<void>;
+  setPolicySha256(sha256: string, at: string): Promise<void>;
+  /** Global first, then projects by name. */
+  listFreezes(): Promise<FreezeRecord[]>;
+  /** A scope already frozen keeps its first mark (no-op). */
+  setFreeze(freeze: FreezeRecord): Promise<void>;
+  /** STORE_NOT_FOUND if that exact scope is not frozen. */
+  clearFreeze(project: string | null): Promise<void>;
+  /** An open proposal without approvals. STORE_CONFLICT if the id exists. */
+  insertProposal(proposal: ProposalRecord): Promise<void>;
+  /** With its approvals, in approval order. */
+  getProposal(id: string): Promise<ProposalRecord | null>;
+  /** Newest first, at most `limit` (≤ 1000, default 100). */
+  listProposals(filter?: { readonly status?: ProposalStatus; readonly limit?: number }): Promise<ProposalRecord[]>;
+  /** STORE_NOT_FOUND for an unknown proposal or officer; STORE_CONFLICT if the proposal is closed or this officer approved it. */
+  addApproval(proposalId: string, approval: ApprovalRecord): Promise<void>;
+  /** open → executed or withdrawn, once: STORE_CONFLICT unless open, STORE_NOT_FOUND if unknown. */
+  closeProposal(id: string, status: 'executed' | 'withdrawn', at: string): Promise<void>;
+}
+
+/** A lease as storage holds it (timestamps ISO-8601 UTC, from the database's clock). */
+export interface LeaseRecord {
+  readonly name: string;
+  readonly holder: string;
+  /** When this holder took it (renewals keep it). */
+  readonly acquiredAt: string;
+  readonly expiresAt: string;
+}
+
+/**
+ * Named leases: periodic work runs once per cluster, not once per replica (DESIGN.md).
+ * A replica that holds a duty's lease runs it and renews the lease each round; the
+ * others skip the duty until the lease expires (its holder died or stopped renewing) or
+ * is released. Expiry is judged by one clock: PostgreSQL's (shared by every replica),
+ * or, for SQLite, the one machine's.
+ */
+export interface LeaseRepository {
+  /**
+   * Takes `name` for `holder` until `ttlMs` from now if it is free, expired or held by
+   * `holder` already (a renewal), atomically across processes and replicas; true if
+   * `holder` holds it afterwards. Never waits for another holder.
+   */
+  tryAcquire(name: string, holder: string, ttlMs: number): Promise<boolean>;
+  /** Gives `name` up if `holder` holds it (another may take it at once); true if it did. */
+  release(name: string, holder: string): Promise<boolean>;
+  /** The lease's last holder, even if expired; null if nobody took it or it was released. */
+  get(name: string): Promise<LeaseRecord | null>;
+}
+
 export interface StoreTransaction {
   readonly keys: KeyRepository;
   readonly tokenUses: TokenUseRepository;
   readonly counters: CounterRepository;
   readonly log: LogRepository;
+  readonly certificates: CertificateRepository;
+  readonly governance: GovernanceRepository;
 }
 
 export interface SignetStore extends StoreTransaction {
   /** Which backend this is, for logs and metrics. */
   readonly kind: 'sqlite' | 'postgres';
+  /** Leases for once-per-cluster work; used outside transactions only. */
+  readonly leases: LeaseRepository;
   /** Applies pending migrations in order; idempotent. */
   migrate(): Promise<void>;
   /** Schema version after migration (the highest applied migration). */

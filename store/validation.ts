@@ -20,6 +20,7 @@ import {
   type CheckpointRecord,
   type CounterIncrement,
   type KeyState,
+  type KeyValidityWindow,
   type KeyVersionRecord,
   type LogEntryInput,
   type LogEntryRecord,
@@ -142,6 +143,18 @@ const PUBLIC_KEY_PEM =
   /^-----BEGIN PUBLIC KEY-----\r?\n(?:[A-Za-z0-9+/=]{1,76}\r?\n)+-----END PUBLIC KEY-----\r?\n?$/;
 const MAX_PEM_LENGTH = 16_384;
 
+/** A validity window to store with a state change (store.ts, `KeyValidityWindow`); TypeError if malformed. */
+export function requireValidityWindow(window: KeyValidityWindow): KeyValidityWindow {
+  const value: unknown = window;
+  if (typeof value !== 'object' || value === null) throw new TypeError('invalid validity window');
+  const notBefore = canonicalTimestamp(window.notBefore);
+  const notAfter = window.notAfter === null ? null : canonicalTimestamp(window.notAfter);
+  if (notBefore === null || (window.notAfter !== null && notAfter === null) || (notAfter !== null && Date.parse(notAfter) < Date.parse(notBefore))) {
+    throw new TypeError('invalid validity window: ISO-8601 UTC times, notAfter null or not before notBefore');
+  }
+  return { notBefore, notAfter };
+}
+
 /** A key version a caller wants to insert, in canonical form; TypeError naming the bad fields. */
 export function requireKeyVersion(candidate: KeyVersionRecord): KeyVersionRecord {
   return parseKeyVersion(candidate, (problems) => {
@@ -172,8 +185,10 @@ function parseKeyVersion(candidate: KeyVersionCandidate, reject: (problems: stri
   if (notBefore === null) problems.push('notBefore');
   const notAfter = candidate.notAfter === null ? null : canonicalTimestamp(candidate.notAfter);
   if (candidate.notAfter !== null && notAfter === null) problems.push('notAfter');
-  else if (notAfter !== null && notBefore !== null && Date.parse(notAfter) <= Date.parse(notBefore)) {
-    problems.push('notAfter (not after notBefore)');
+  // An empty window (notAfter = notBefore) is a version that was never active
+  // (keyrotation/lifecycle.ts); only a window that ends before it starts is invalid.
+  else if (notAfter !== null && notBefore !== null && Date.parse(notAfter) < Date.parse(notBefore)) {
+    problems.push('notAfter (before notBefore)');
   }
   // compromisedAt is set exactly when the state is compromised (store.ts).
   const compromisedAt = candidate.compromisedAt === null ? null : canonicalTimestamp(candidate.compromisedAt);

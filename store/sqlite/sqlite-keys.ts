@@ -1,6 +1,6 @@
 /** `KeyRepository` on SQLite. */
 import { StoreError } from '../errors.js';
-import type { KeyRepository, KeyState, KeyVersionRecord } from '../store.js';
+import type { KeyRepository, KeyState, KeyValidityWindow, KeyVersionRecord } from '../store.js';
 import {
   describeId,
   isKeyState,
@@ -8,6 +8,7 @@ import {
   requireKeyVersion,
   requireString,
   requireTimestamp,
+  requireValidityWindow,
 } from '../validation.js';
 import { atomically, type Runner, type SqliteAccess } from './sqlite-support.js';
 
@@ -49,9 +50,9 @@ export class SqliteKeyRepository implements KeyRepository {
     });
   }
 
-  updateState(keyId: string, state: KeyState, at: string): Promise<void> {
+  updateState(keyId: string, state: KeyState, at: string, window?: KeyValidityWindow): Promise<void> {
     return this.#run(`updating the state of key ${describeId(keyId)}`, () => {
-      this.#operations.updateState(keyId, state, at);
+      this.#operations.updateState(keyId, state, at, window);
     });
   }
 }
@@ -134,11 +135,12 @@ export class SqliteKeyOperations {
     });
   }
 
-  updateState(keyId: string, state: KeyState, at: string): void {
+  updateState(keyId: string, state: KeyState, at: string, window?: KeyValidityWindow): void {
     requireString('keyId', keyId);
     const stateValue: unknown = state;
     if (typeof stateValue !== 'string' || !isKeyState(stateValue)) throw new TypeError('invalid key state');
     const when = requireTimestamp('state change time', at);
+    const validity = window === undefined ? undefined : requireValidityWindow(window);
 
     atomically(this.#access, () => {
       const row = this.#statement(`SELECT ${KEY_COLUMNS} FROM key_versions WHERE key_id = ?`).get(keyId);
@@ -160,7 +162,9 @@ export class SqliteKeyOperations {
             ? current.compromisedAt
             : when;
       }
-      if (state === current.state && compromisedAt === current.compromisedAt) return;
+      const notBefore = validity?.notBefore ?? current.notBefore;
+      const notAfter = validity === undefined ? current.notAfter : validity.notAfter;
+      if (state === current.state && compromisedAt === current.compromisedAt && notBefore === current.notBefore && notAfter === current.notAfter) return;
       if (state === 'active') this.#requireNoOtherActive(current.name, current.keyId);
 
       // The right-hand sides see the old row: state_changed_at moves only when the
@@ -169,9 +173,11 @@ export class SqliteKeyOperations {
         `UPDATE key_versions
             SET state_changed_at = CASE WHEN state = ? THEN state_changed_at ELSE ? END,
                 state = ?,
-                compromised_at = ?
+                compromised_at = ?,
+                not_before = ?,
+                not_after = ?
           WHERE key_id = ?`,
-      ).run(state, when, state, compromisedAt, current.keyId);
+      ).run(state, when, state, compromisedAt, notBefore, notAfter, current.keyId);
     });
   }
 

@@ -6,11 +6,14 @@
  *
  * Concurrency: better-sqlite3 is synchronous and the connection is shared by the whole
  * process, while `transaction(work)` runs asynchronous work between BEGIN and COMMIT.
- * Every call therefore goes through one FIFO queue: a transaction holds it from BEGIN
- * to COMMIT/ROLLBACK, and a plain repository call made meanwhile waits its turn, so it
- * can neither see nor accidentally join a half-done transaction. Inside `work`, only
- * the `tx` handle may be used; touching the store itself there would wait for the
- * transaction that is waiting for it, so that is refused with a TypeError instead.
+ * Every call therefore goes through one FIFO queue: a group commit (see #grouped) holds
+ * it from BEGIN to COMMIT/ROLLBACK, and a call made meanwhile waits its turn, so it can
+ * neither see nor accidentally join a half-done transaction. Writes and transactions
+ * made in one turn of the event loop share one group commit (one fsync); each runs in
+ * a SAVEPOINT of its own, so each is still all or nothing. Inside `work`, only the `tx`
+ * handle may be used; touching the store itself there would wait for the transaction
+ * that is waiting for it, so that is refused with a TypeError instead. `work` should
+ * do storage work only: everything else in its group commit waits for it.
  *
  * Other processes on the same file (a CLI next to the service) stay correct: every
  * write that reads first takes the file's write lock before reading, so token claims
@@ -20,7 +23,7 @@
  * event loop the other needs to finish.
  *
  * The repositories (sqlite-keys.ts, sqlite-token-uses.ts, sqlite-counters.ts,
- * sqlite-log.ts) hold the SQL; everything they read back is validated (../validation.ts), and a row that does
+ * sqlite-log.ts, sqlite-certificates.ts, sqlite-governance.ts) hold the SQL; everything they read back is validated (../validation.ts), and a row that does
  * not describe a valid record is reported as STORE_CORRUPT rather than handed to the
  * signing path.
  */
@@ -31,15 +34,21 @@ import Database from 'better-sqlite3';
 import { StoreError, translateSqliteError } from '../errors.js';
 import { LATEST_SCHEMA_VERSION, MIGRATIONS, type Migration } from '../migrations.js';
 import type {
+  CertificateRepository,
   CounterRepository,
+  GovernanceRepository,
   KeyRepository,
+  LeaseRepository,
   LogRepository,
   SignetStore,
   StoreTransaction,
   TokenUseRepository,
 } from '../store.js';
+import { SqliteCertificateOperations, SqliteCertificateRepository } from './sqlite-certificates.js';
 import { SqliteCounterOperations, SqliteCounterRepository } from './sqlite-counters.js';
+import { SqliteGovernanceOperations, SqliteGovernanceRepository } from './sqlite-governance.js';
 import { SqliteKeyOperations, SqliteKeyRepository } from './sqlite-keys.js';
+import { SqliteLeaseOperations, SqliteLeaseRepository } from './sqlite-leases.js';
 import { SqliteLogOperations, SqliteLogRepository } from './sqlite-log.js';
 import type { Runner, SqliteAccess } from './sqlite-support.js';
 import { SqliteTokenUseOperations, SqliteTokenUseRepository } from './sqlite-token-uses.js';
@@ -176,13 +185,26 @@ class SerialQueue {
   }
 }
 
-/** A plain repository call waiting for its group commit. */
-interface GroupedCall {
+/** A plain repository call, or a whole `transaction(work)`, waiting for its group commit. */
+type GroupedCall = PlainCall | TransactionCall;
+
+interface Settle {
   readonly what: string;
-  readonly operation: () => unknown;
   readonly resolve: (value: unknown) => void;
   readonly reject: (error: unknown) => void;
 }
+
+interface PlainCall extends Settle {
+  readonly kind: 'plain';
+  readonly operation: () => unknown;
+}
+
+interface TransactionCall extends Settle {
+  readonly kind: 'transaction';
+  readonly work: (tx: StoreTransaction) => Promise<unknown>;
+}
+
+type Outcome = { readonly ok: true; readonly value: unknown } | { readonly ok: false; readonly error: unknown };
 
 /** One per `transaction` call; `open` turns false the moment `work` settles. */
 interface TransactionContext {
@@ -195,6 +217,8 @@ interface Operations {
   readonly tokenUses: SqliteTokenUseOperations;
   readonly counters: SqliteCounterOperations;
   readonly log: SqliteLogOperations;
+  readonly certificates: SqliteCertificateOperations;
+  readonly governance: SqliteGovernanceOperations;
 }
 
 /** Every repository over one runner: the store's own (queued) or one transaction's. */
@@ -204,15 +228,20 @@ function repositories(operations: Operations, run: Runner): StoreTransaction {
     tokenUses: new SqliteTokenUseRepository(operations.tokenUses, run),
     counters: new SqliteCounterRepository(operations.counters, run),
     log: new SqliteLogRepository(operations.log, run),
+    certificates: new SqliteCertificateRepository(operations.certificates, run),
+    governance: new SqliteGovernanceRepository(operations.governance, run),
   });
 }
 
 class SqliteStore implements SignetStore {
   readonly kind = 'sqlite' as const;
+  readonly leases: LeaseRepository;
   readonly keys: KeyRepository;
   readonly tokenUses: TokenUseRepository;
   readonly counters: CounterRepository;
   readonly log: LogRepository;
+  readonly certificates: CertificateRepository;
+  readonly governance: GovernanceRepository;
 
   readonly #db: Database.Database;
   readonly #statements = new Map<string, Database.Statement>();
@@ -232,14 +261,18 @@ class SqliteStore implements SignetStore {
       tokenUses: new SqliteTokenUseOperations(access),
       counters: new SqliteCounterOperations(access),
       log: new SqliteLogOperations(access),
+      certificates: new SqliteCertificateOperations(access),
+      governance: new SqliteGovernanceOperations(access),
     });
-    const plain = repositories(this.#operations, (what, operation, access) =>
-      access === 'read' ? this.#read(what, operation) : this.#grouped(what, operation),
-    );
+    const run: Runner = (what, operation, access) => (access === 'read' ? this.#read(what, operation) : this.#grouped(what, operation));
+    const plain = repositories(this.#operations, run);
+    this.leases = new SqliteLeaseRepository(new SqliteLeaseOperations(access), run);
     this.keys = plain.keys;
     this.tokenUses = plain.tokenUses;
     this.counters = plain.counters;
     this.log = plain.log;
+    this.certificates = plain.certificates;
+    this.governance = plain.governance;
   }
 
   async migrate(): Promise<void> {
@@ -255,24 +288,19 @@ class SqliteStore implements SignetStore {
     return this.#exclusive('reading the schema version', () => this.#appliedVersions().at(-1)?.version ?? 0);
   }
 
+  /**
+   * Joins the next group commit like a plain write: `work` runs alone on the connection,
+   * inside a SAVEPOINT of the group's transaction (BEGIN IMMEDIATE, so a second process
+   * waits for the write lock before `work` reads anything), and resolves once the
+   * group has committed. If `work` throws, its SAVEPOINT is rolled back and the error
+   * is rethrown; the rest of the group is unaffected.
+   */
   async transaction<T>(work: (tx: StoreTransaction) => Promise<T>): Promise<T> {
-    return this.#exclusive('running a transaction', async () => {
-      // IMMEDIATE takes the write lock now, so a second process fails here (after the
-      // busy timeout) rather than at COMMIT with all of `work` already done.
-      this.#statement('BEGIN IMMEDIATE').run();
-      const context: TransactionContext = { open: true };
-      const tx = repositories(this.#operations, (what, operation) => this.#inTransaction(context, what, operation));
-      let result: T;
-      try {
-        result = await this.#transactionContext.run(context, () => work(tx));
-      } catch (error) {
-        context.open = false;
-        this.#rollbackIfOpen();
-        throw error;
-      }
-      context.open = false;
-      this.#commit();
-      return result;
+    const what = 'running a transaction';
+    this.#refuseInsideTransaction(what);
+    if (this.#closed !== null) throw closedError(what);
+    return new Promise<T>((resolve, reject) => {
+      this.#enqueue({ kind: 'transaction', what, work, resolve: resolve as (value: unknown) => void, reject });
     });
   }
 
@@ -310,15 +338,19 @@ class SqliteStore implements SignetStore {
     this.#refuseInsideTransaction(what);
     if (this.#closed !== null) return Promise.reject(closedError(what));
     return new Promise<T>((resolve, reject) => {
-      this.#pending.push({ what, operation, resolve: resolve as (value: unknown) => void, reject });
-      if (!this.#flushScheduled) {
-        this.#flushScheduled = true;
-        setImmediate(() => {
-          this.#flushScheduled = false;
-          this.#flushGroup();
-        });
-      }
+      this.#enqueue({ kind: 'plain', what, operation, resolve: resolve as (value: unknown) => void, reject });
     });
+  }
+
+  #enqueue(call: GroupedCall): void {
+    this.#pending.push(call);
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      setImmediate(() => {
+        this.#flushScheduled = false;
+        this.#flushGroup();
+      });
+    }
   }
 
   /**
@@ -344,12 +376,11 @@ class SqliteStore implements SignetStore {
     const group = this.#pending;
     if (group.length === 0) return;
     this.#pending = [];
-    void this.#queue.run(() => {
-      this.#runGroup(group);
-    });
+    void this.#queue.run(() => this.#runGroup(group));
   }
 
-  #runGroup(group: readonly GroupedCall[]): void {
+  /** Synchronous unless the group holds a transaction, whose `work` is awaited in its turn. */
+  #runGroup(group: readonly GroupedCall[]): void | Promise<void> {
     const failAll = (error: unknown): void => {
       for (const call of group) call.reject(translateSqliteError(error, call.what));
     };
@@ -363,8 +394,8 @@ class SqliteStore implements SignetStore {
       failAll(error);
       return;
     }
-    if (group.length === 1) {
-      const [call] = group as [GroupedCall];
+    if (group.length === 1 && group[0]?.kind === 'plain') {
+      const [call] = group as [PlainCall];
       try {
         call.resolve(call.operation());
       } catch (error) {
@@ -378,43 +409,89 @@ class SqliteStore implements SignetStore {
       failAll(error);
       return;
     }
-    const outcomes: ({ ok: true; value: unknown } | { ok: false; error: unknown })[] = [];
-    for (const call of group) {
-      // SQLite may abort the whole transaction on its own (disk full, I/O error): a
-      // SAVEPOINT then would open a new transaction and commit only the rest.
-      if (!this.#db.inTransaction) {
-        outcomes.push({ ok: false, error: new StoreError('STORE_UNAVAILABLE', `the storage engine aborted the transaction before ${call.what}`) });
-        continue;
-      }
+    const outcomes: Outcome[] = [];
+    const finish = (): void => {
       try {
-        this.#statement('SAVEPOINT signet_call').run();
-        const value = call.operation();
-        this.#statement('RELEASE signet_call').run();
-        outcomes.push({ ok: true, value });
+        this.#commit();
       } catch (error) {
-        try {
-          // The failed call may have made SQLite abort the whole transaction itself.
-          if (this.#transactionStillOpen()) {
-            this.#statement('ROLLBACK TO signet_call').run();
-            this.#statement('RELEASE signet_call').run();
-          }
-        } catch {
-          // The commit below fails and reports it to every call.
-        }
-        outcomes.push({ ok: false, error: translateSqliteError(error, call.what) });
+        failAll(error);
+        return;
       }
-    }
-    try {
-      this.#commit();
-    } catch (error) {
-      failAll(error);
+      group.forEach((call, index) => {
+        const outcome = outcomes[index];
+        if (outcome?.ok === true) call.resolve(outcome.value);
+        else call.reject(outcome?.error);
+      });
+    };
+    const firstTransaction = group.findIndex((call) => call.kind === 'transaction');
+    if (firstTransaction === -1) {
+      for (const call of group) outcomes.push(this.#runInSavepoint(call.what, (call as PlainCall).operation));
+      finish();
       return;
     }
-    group.forEach((call, index) => {
-      const outcome = outcomes[index];
-      if (outcome?.ok === true) call.resolve(outcome.value);
-      else call.reject(outcome?.error);
-    });
+    return (async () => {
+      for (const call of group) {
+        outcomes.push(
+          call.kind === 'plain'
+            ? this.#runInSavepoint(call.what, call.operation)
+            : await this.#runWorkInSavepoint(call),
+        );
+      }
+      finish();
+    })();
+  }
+
+  /** One plain call of a group, in its own SAVEPOINT so that its failure undoes only its own writes. */
+  #runInSavepoint(what: string, operation: () => unknown): Outcome {
+    // SQLite may abort the whole transaction on its own (disk full, I/O error): a
+    // SAVEPOINT then would open a new transaction and commit only the rest.
+    if (!this.#db.inTransaction) return { ok: false, error: abortedBefore(what) };
+    try {
+      this.#statement('SAVEPOINT signet_call').run();
+      const value = operation();
+      this.#statement('RELEASE signet_call').run();
+      return { ok: true, value };
+    } catch (error) {
+      this.#rollbackToSavepoint();
+      return { ok: false, error: translateSqliteError(error, what) };
+    }
+  }
+
+  /** One `transaction(work)` of a group: its writes are kept only if `work` resolves. */
+  async #runWorkInSavepoint(call: TransactionCall): Promise<Outcome> {
+    if (!this.#db.inTransaction) return { ok: false, error: abortedBefore(call.what) };
+    try {
+      this.#statement('SAVEPOINT signet_call').run();
+    } catch (error) {
+      return { ok: false, error: translateSqliteError(error, call.what) };
+    }
+    const context: TransactionContext = { open: true };
+    const tx = repositories(this.#operations, (what, operation) => this.#inTransaction(context, what, operation));
+    try {
+      const value = await this.#transactionContext.run(context, () => call.work(tx));
+      context.open = false;
+      // A failure inside `work` that `work` swallowed may have made SQLite abort the
+      // whole transaction: then nothing of it can be committed.
+      if (!this.#transactionStillOpen()) return { ok: false, error: abortedBefore('committing a transaction') };
+      this.#statement('RELEASE signet_call').run();
+      return { ok: true, value };
+    } catch (error) {
+      context.open = false;
+      this.#rollbackToSavepoint();
+      return { ok: false, error: translateSqliteError(error, call.what) };
+    }
+  }
+
+  #rollbackToSavepoint(): void {
+    try {
+      // The failed call may have made SQLite abort the whole transaction itself.
+      if (this.#transactionStillOpen()) {
+        this.#statement('ROLLBACK TO signet_call').run();
+        this.#statement('RELEASE signet_call').run();
+      }
+    } catch {
+      // The commit that follows fails and reports it to every call.
+    }
   }
 
   /** Read through a method so the compiler does not carry an earlier check past a call that may change it. */
@@ -451,9 +528,7 @@ class SqliteStore implements SignetStore {
     // SQLite rolls the whole transaction back by itself on some errors (disk full,
     // I/O error). Carrying on would run the rest of `work` in autocommit mode and keep
     // half of it, so every later call in it fails instead.
-    if (!this.#db.inTransaction) {
-      throw new StoreError('STORE_UNAVAILABLE', `the storage engine aborted the transaction before ${what}`);
-    }
+    if (!this.#db.inTransaction) throw abortedBefore(what);
     try {
       return operation();
     } catch (error) {
@@ -574,6 +649,10 @@ class SqliteStore implements SignetStore {
       );
     }
   }
+}
+
+function abortedBefore(what: string): StoreError {
+  return new StoreError('STORE_UNAVAILABLE', `the storage engine aborted the transaction before ${what}`);
 }
 
 function closedError(what: string): StoreError {

@@ -21,7 +21,7 @@ describe('config', () => {
     expect(config.server.port).toBe(8443);
     expect(config.server.host).toBe('127.0.0.1');
     expect(config.server.tls.certFile).toBe('/etc/signet/tls/server.pem');
-    expect(config.storage.sqlite.path).toBe('/etc/signet/signet.db');
+    expect(config.storage).toEqual({ driver: 'sqlite', sqlite: { path: '/etc/signet/signet.db' } });
     expect(config.hsm.sessions).toBe(2);
     expect(config.hsm.signWorkers).toBe(2);
     expect(Object.isFrozen(config.server.tls)).toBe(true);

@@ -43,7 +43,8 @@ describe('signet init', () => {
       expect(init[field].startsWith('/')).toBe(true);
     }
     expect(init.url).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
-    expect(init).toMatchObject({ project: 'example', keyId: 'demo-release@1', officers: [] });
+    expect(init).toMatchObject({ project: 'example', keyId: 'demo-release@1' });
+    expect(init.officers.map((o) => (o as { name: string }).name)).toEqual(['alice', 'bob', 'carol']);
   });
 
   it('keeps secrets out of the config and writes key and PIN files owner-only', () => {

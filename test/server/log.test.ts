@@ -21,12 +21,19 @@ let env: DevEnvironment;
 let service: StartedService;
 let tls: { ca: Buffer; cert: Buffer; key: Buffer };
 let logInfo: { origin: string; publicKeyPem: string; treeSize: number };
+/**
+ * Entries `signet init` wrote before the service started (the CA's certificate events):
+ * the service's own entries start here, with the policy it loaded.
+ */
+let base: number;
 
 beforeAll(async () => {
   env = await createDevEnvironment();
   service = await startDevService(env);
   tls = devClientTls(env);
   logInfo = (await httpsCall(`${service.url}/v1/log`, { ca: tls.ca })).json;
+  const first = (await httpsCall(`${service.url}/v1/log/entries?start=0&end=${logInfo.treeSize}`, { ca: tls.ca })).json.entries as { kind: string }[];
+  base = first.findIndex((entry) => entry.kind === 'signet.policy/v1');
 });
 
 afterAll(async () => {
@@ -86,7 +93,7 @@ describe('receipts', () => {
 
   it('the policy every decision names is itself in the log, rules included', async () => {
     const answer = await sign();
-    const first = (await get('/v1/log/entries?start=0&end=1')).entries[0];
+    const first = (await get(`/v1/log/entries?start=${base}&end=${base + 1}`)).entries[0];
     expect(first.kind).toBe('signet.policy/v1');
     const loaded = JSON.parse(Buffer.from(first.leaf as string, 'base64').toString());
     expect(loaded).toMatchObject({ kind: 'PolicyLoaded', spec: { reason: 'start', sha256: answer.json.policy.sha256 } });
@@ -181,28 +188,28 @@ describe('signet log verify', () => {
     });
 
     it('names the index of a changed leaf', async () => {
-      const result = await verifyDb(tampered("UPDATE log_entries SET leaf = CAST(replace(CAST(leaf AS TEXT), 'sha256', 'sha384') AS BLOB) WHERE idx = 3"));
+      const result = await verifyDb(tampered(`UPDATE log_entries SET leaf = CAST(replace(CAST(leaf AS TEXT), 'sha256', 'sha384') AS BLOB) WHERE idx = ${base + 3}`));
       expect(result.code).toBe(1);
-      expect(result.stdout).toContain('LOG_INVALID at index 3');
+      expect(result.stdout).toContain(`LOG_INVALID at index ${base + 3}`);
     });
 
     it('names the index of a changed leaf even when its recorded hashes were rewritten to match', async () => {
       const result = await verifyDb(
         tampered(
-          "UPDATE log_entries SET leaf = CAST(replace(CAST(leaf AS TEXT), 'sha256', 'sha384') AS BLOB) WHERE idx = 2;" +
-            'DELETE FROM log_nodes WHERE level = 0 AND idx = 2;',
+          `UPDATE log_entries SET leaf = CAST(replace(CAST(leaf AS TEXT), 'sha256', 'sha384') AS BLOB) WHERE idx = ${base + 2};` +
+            `DELETE FROM log_nodes WHERE level = 0 AND idx = ${base + 2};`,
         ),
       );
       // The leaf-hash column still holds the old hash: the changed leaf is caught at its own index.
       expect(result.code).toBe(1);
-      expect(result.stdout).toContain('LOG_INVALID at index 2');
+      expect(result.stdout).toContain(`LOG_INVALID at index ${base + 2}`);
     });
 
     it('names the index of a deleted entry', async () => {
-      const result = await verifyDb(tampered('DELETE FROM log_entries WHERE idx = 4'));
+      const result = await verifyDb(tampered(`DELETE FROM log_entries WHERE idx = ${base + 4}`));
       expect(result.code).toBe(1);
-      expect(result.stdout).toContain('LOG_INVALID at index 4');
-      expect(result.stdout).toContain('entry 4 is missing');
+      expect(result.stdout).toContain(`LOG_INVALID at index ${base + 4}`);
+      expect(result.stdout).toContain(`entry ${base + 4} is missing`);
     });
 
     it('names a rewritten checkpoint', async () => {

@@ -7,7 +7,10 @@ import { createHash, createPublicKey, verify } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { verifyCheckpoint } from '../../log/checkpoint.js';
+import { verifyInclusion } from '../../log/merkle.js';
 import { createCertificateAuthority, issueLeafCertificate, loadCertificateAuthority, toPem } from '../../tls/dev-pki.js';
 import {
   createDevEnvironment,
@@ -175,6 +178,67 @@ describe('POST /v1/sign', () => {
         expect(signaturesIssued(service)).toBe(before);
       });
     }
+  });
+});
+
+describe('log receipts', () => {
+  type Receipt = { index: number; leafHash: string; treeSize: number; rootHash: string; inclusionProof: string[]; checkpoint: string };
+  const logKey = async (): Promise<{ origin: string; publicKeyPem: string }> =>
+    (await httpsCall(`${service.url}/v1/log`, { ca: tls.ca })).json as { origin: string; publicKeyPem: string };
+  const proves = (log: Receipt): boolean =>
+    verifyInclusion(Buffer.from(log.leafHash, 'base64'), log.index, log.treeSize, log.inclusionProof.map((h) => Buffer.from(h, 'base64')), Buffer.from(log.rootHash, 'base64'));
+
+  it('concurrent answers: the signature entry and the stored answer are durable on arrival; the proof verifies against a signed checkpoint, which is then recorded', async () => {
+    const { origin, publicKeyPem } = await logKey();
+    const db = new Database(env.init.database, { readonly: true });
+    try {
+      const leafAt = db.prepare('SELECT leaf FROM log_entries WHERE idx = ?').pluck();
+      const storedAnswers = db.prepare("SELECT count(*) FROM token_uses WHERE state = 'done'").pluck();
+      const doneBefore = storedAnswers.get() as number;
+      // Requests in flight together share group commits and checkpoint signing rounds.
+      const answers = await Promise.all(
+        Array.from({ length: 12 }, async (_, i) => {
+          const answer = await sign({ project: env.init.project, digest: { algorithm: 'sha256', value: digestOf(`concurrent ${i}`) } });
+          const log = answer.json.log as Receipt;
+          // Read the moment the answer arrives: its entry must be durable already.
+          return { status: answer.status, signature: answer.json.signature as string, log, leaf: leafAt.get(log.index) as Buffer | undefined };
+        }),
+      );
+      for (const { status, signature, log, leaf } of answers) {
+        expect(status).toBe(200);
+        expect(leaf, `entry ${log.index}`).toBeDefined();
+        expect((JSON.parse(leaf!.toString('utf8')) as { spec: { signature: { content: string } } }).spec.signature.content).toBe(signature);
+        expect(proves(log)).toBe(true);
+        const checkpoint = verifyCheckpoint(log.checkpoint, origin, publicKeyPem);
+        expect(checkpoint.ok && checkpoint.checkpoint.size === log.treeSize && checkpoint.checkpoint.rootHash.toString('base64') === log.rootHash).toBe(true);
+      }
+      expect(storedAnswers.get()).toBe(doneBefore + answers.length);
+      // Every checkpoint handed out is recorded, in the next group commit.
+      const recorded = db.prepare('SELECT note FROM log_checkpoints WHERE size = ?').pluck();
+      for (let attempt = 0; attempt < 100 && answers.some(({ log }) => recorded.get(log.treeSize) === undefined); attempt += 1) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      for (const { log } of answers) expect(recorded.get(log.treeSize)).toBe(log.checkpoint);
+    } finally {
+      db.close();
+    }
+  });
+
+  it('an identical retry gets the same signature and log entry, with a receipt that proves it', async () => {
+    const token = await devToken(env);
+    const body = { project: env.init.project, digest: { algorithm: 'sha256', value: digestOf('retried') } };
+    const call = () => httpsCall(`${service.url}/v1/sign`, { json: body, ...tls, headers: { authorization: `Bearer ${token}` } });
+    const first = await call();
+    // Entries appended meanwhile move the log on: the retry proves against a newer checkpoint.
+    await sign({ project: env.init.project, digest: { algorithm: 'sha256', value: digestOf('in between') } });
+    const retry = await call();
+    expect(first.status).toBe(200);
+    expect(retry.status).toBe(200);
+    expect(retry.json.signature).toBe(first.json.signature);
+    const [a, b] = [first.json.log as Receipt, retry.json.log as Receipt];
+    expect({ index: b.index, leafHash: b.leafHash }).toEqual({ index: a.index, leafHash: a.leafHash });
+    expect(b.treeSize).toBeGreaterThan(a.treeSize);
+    expect(proves(a) && proves(b)).toBe(true);
   });
 });
 

@@ -1,13 +1,14 @@
 /**
  * Transactions on the single SQLite connection are serialised: however their async
- * steps interleave in time, each one runs alone from BEGIN to COMMIT, and plain
- * repository calls made meanwhile wait for it rather than seeing or joining it.
+ * steps interleave in time, each one runs alone (in its own SAVEPOINT of a group
+ * commit), and plain repository calls made meanwhile wait for it rather than seeing
+ * or joining it. Writes and transactions made in one turn share one commit.
  */
 import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openStore } from '../../store/open-store.js';
 import type { SignetStore } from '../../store/store.js';
-import { keyVersion, makeTempDir } from './sqlite-fixtures.js';
+import { keyVersion, makeTempDir, tokenClaim, walCommits } from './sqlite-fixtures.js';
 
 let temp: ReturnType<typeof makeTempDir>;
 let store: SignetStore;
@@ -148,5 +149,56 @@ describe('transaction serialisation', () => {
     await expect(tx).rejects.toThrow('roll back');
     await plainWrite;
     expect((await store.keys.list()).map((k) => k.keyId)).toEqual(['b@1']);
+  });
+});
+
+describe('group commit', () => {
+  it('commits writes and transactions made in one turn together, with one commit (one fsync)', async () => {
+    await store.keys.insert(keyVersion('warm', 1));
+    const before = walCommits(temp.dbPath);
+    const results = await Promise.all([
+      ...Array.from({ length: 10 }, (_, i) =>
+        store.transaction(async (tx) => {
+          const claim = await tx.tokenUses.claim(tokenClaim(`jti-${i}`));
+          await tx.keys.insert(keyVersion(`t${i}`, 1));
+          return claim.kind;
+        }),
+      ),
+      ...Array.from({ length: 10 }, (_, i) => store.keys.insert(keyVersion(`p${i}`, 1)).then(() => 'inserted')),
+    ]);
+    expect(results).toEqual([...Array<string>(10).fill('claimed'), ...Array<string>(10).fill('inserted')]);
+    expect(walCommits(temp.dbPath) - before).toBe(1);
+    expect(await store.keys.list()).toHaveLength(21);
+  });
+
+  it('rolls back only the transaction that threw; the rest of its group commits', async () => {
+    const [kept, failed, plain] = await Promise.allSettled([
+      store.transaction(async (tx) => {
+        await tx.keys.insert(keyVersion('kept', 1));
+        return 'kept';
+      }),
+      store.transaction(async (tx) => {
+        await tx.keys.insert(keyVersion('undone', 1));
+        await tx.tokenUses.claim(tokenClaim('undone'));
+        throw new Error('changed its mind');
+      }),
+      store.keys.insert(keyVersion('plain', 1)),
+    ]);
+    expect(kept).toEqual({ status: 'fulfilled', value: 'kept' });
+    expect(failed).toMatchObject({ status: 'rejected', reason: { message: 'changed its mind' } });
+    expect(plain.status).toBe('fulfilled');
+    expect((await store.keys.list()).map((k) => k.keyId).sort()).toEqual(['kept@1', 'plain@1']);
+    expect(await store.tokenUses.get(tokenClaim('undone').issuer, 'undone')).toBeNull();
+  });
+
+  it('runs the calls of a group in the order they were made, each seeing the ones before', async () => {
+    const first = store.transaction((tx) => tx.keys.insert(keyVersion('k', 1, 'active')));
+    const second = store.keys.insert(keyVersion('k', 2, 'active'));
+    const third = store.transaction((tx) => tx.tokenUses.claim(tokenClaim('jti')));
+    const fourth = store.tokenUses.claim(tokenClaim('jti', 'another request'));
+    await first;
+    await expect(second).rejects.toMatchObject({ code: 'STORE_CONFLICT' });
+    expect(await third).toEqual({ kind: 'claimed' });
+    expect(await fourth).toMatchObject({ kind: 'used' });
   });
 });

@@ -4,7 +4,7 @@
  * store itself would refuse to write.
  */
 import { createHash, generateKeyPairSync } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -108,4 +108,25 @@ export function tokenClaim(tokenId: string, seed = 'request', overrides: Partial
     expiresAt: '2025-01-02T04:00:00.000Z',
     ...overrides,
   };
+}
+
+/**
+ * How many transactions are committed in the database's WAL file since it was last
+ * reset: the frames whose header carries a commit marker, as long as their salts match
+ * the WAL header's (https://www.sqlite.org/fileformat2.html#walformat). A group commit
+ * is one of them however many calls it holds, so tests can count fsyncs this way.
+ */
+export function walCommits(dbPath: string): number {
+  const walPath = `${dbPath}-wal`;
+  if (!existsSync(walPath)) return 0;
+  const wal = readFileSync(walPath);
+  if (wal.length < 32) return 0;
+  const pageSize = wal.readUInt32BE(8);
+  const salts = wal.subarray(16, 24);
+  let commits = 0;
+  for (let offset = 32; offset + 24 + pageSize <= wal.length; offset += 24 + pageSize) {
+    if (!wal.subarray(offset + 8, offset + 16).equals(salts)) break;
+    if (wal.readUInt32BE(offset + 4) !== 0) commits += 1;
+  }
+  return commits;
 }

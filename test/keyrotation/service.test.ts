@@ -1,0 +1,328 @@
+/**
+ * Officers end to end, with the real service (`signet serve`) and the real CLI
+ * (`signet officer …`) over mTLS with the officers' certificates from `signet init`.
+ * TOTP codes are computed independently of the product, by `oathtool --totp -b SECRET`
+ * (OATH Toolkit, RFC 6238), from the base32 secrets `signet init --json` printed.
+ *
+ * A code counts once per officer and only codes of the current step ±1 are accepted, so
+ * an officer can approve at most twice in quick succession (steps t and t+1): each
+ * scenario runs on its own `signet init` directory to have fresh officers.
+ */
+import { execFileSync } from 'node:child_process';
+import { createHash, verify } from 'node:crypto';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { signatureValidAt } from '../../keyrotation/lifecycle.js';
+import type { KeyVersionRecord } from '../../store/store.js';
+import { loadCertificateAuthority, issueLeafCertificate, toPem } from '../../tls/dev-pki.js';
+import { runCli, startServe, type CliResult, type ServeProcess } from '../helpers/cli.js';
+import { httpsCall } from '../helpers/dev-env.js';
+
+interface InitJson {
+  config: string;
+  url: string;
+  caCert: string;
+  clientCert: string;
+  clientKey: string;
+  project: string;
+  keyId: string;
+  officers: { name: string; cert: string; key: string; totpSecret: string }[];
+}
+
+interface Environment {
+  readonly dir: string;
+  readonly init: InitJson;
+  readonly serve: ServeProcess;
+  secret(officer: string): string;
+}
+
+const environments: Environment[] = [];
+
+async function setUp(): Promise<Environment> {
+  const dir = mkdtempSync(join(tmpdir(), 'signet-officers-'));
+  const port = 20_000 + Math.floor(Math.random() * 20_000);
+  const result = await runCli(['init', '--dir', dir, '--json', '--port', String(port)]);
+  expect(result.stderr).toBe('');
+  expect(result.code).toBe(0);
+  const init = JSON.parse(result.stdout) as InitJson;
+  const serve = await startServe(init.config);
+  const env: Environment = {
+    dir,
+    init,
+    serve,
+    secret: (officer) => {
+      const found = init.officers.find((o) => o.name === officer);
+      if (found === undefined) throw new Error(`no officer ${officer}`);
+      return found.totpSecret;
+    },
+  };
+  environments.push(env);
+  return env;
+}
+
+afterAll(async () => {
+  for (const env of environments) expect(await env.serve.stop()).toBe(0);
+});
+
+/** The officer's code now, or `offsetSeconds` later (the next step), by oathtool. */
+function totp(secret: string, offsetSeconds = 0): string {
+  const args = ['--totp', '-b', secret, ...(offsetSeconds === 0 ? [] : ['-N', `now + ${offsetSeconds} seconds`])];
+  return execFileSync('oathtool', args).toString().trim();
+}
+
+async function officer(env: Environment, name: string, ...args: string[]): Promise<CliResult> {
+  return runCli(['officer', ...args, '--dir', env.dir, '--officer', name, '--json']);
+}
+
+function json(result: CliResult): any {
+  expect(result.stderr, result.stderr).not.toContain('INTERNAL');
+  expect(result.code, result.stderr).toBe(0);
+  return JSON.parse(result.stdout);
+}
+
+async function propose(env: Environment, name: string, ...args: string[]): Promise<{ id: string; hash: string }> {
+  const proposal = json(await officer(env, name, 'propose', ...args)) as { id: string; hash: string; status: string };
+  expect(proposal.status).toBe('open');
+  return proposal;
+}
+
+async function approve(env: Environment, name: string, id: string, code: string): Promise<CliResult> {
+  return officer(env, name, 'approve', id, '--code', code);
+}
+
+/** `signet sign` of a fresh artifact with a fresh dev token. */
+async function sign(env: Environment, content: string): Promise<{ result: CliResult; artifact: string }> {
+  const token = await runCli(['dev-token', '--dir', env.dir]);
+  expect(token.code).toBe(0);
+  const artifact = join(env.dir, `artifact-${createHash('sha256').update(content).digest('hex').slice(0, 8)}.txt`);
+  writeFileSync(artifact, content);
+  const result = await runCli(['sign', '--dir', env.dir, '--file', artifact, '--json'], { env: { ...process.env, SIGNET_ID_TOKEN: token.stdout.trim() } });
+  return { result, artifact };
+}
+
+async function getJson(env: Environment, path: string): Promise<any> {
+  const answer = await httpsCall(`${env.init.url}${path}`, { ca: readFileSync(env.init.caCert) });
+  expect(answer.status, answer.text).toBe(200);
+  return answer.json;
+}
+
+/** Every governance entry of the log, decoded. */
+async function governanceEvents(env: Environment): Promise<Record<string, any>[]> {
+  const { treeSize } = (await getJson(env, '/v1/log')) as { treeSize: number };
+  const { entries } = (await getJson(env, `/v1/log/entries?start=0&end=${treeSize}`)) as { entries: { kind: string; leaf: string }[] };
+  return entries
+    .filter((e) => e.kind === 'signet.governance/v1')
+    .map((e) => (JSON.parse(Buffer.from(e.leaf, 'base64').toString('utf8')) as { spec: Record<string, unknown> }).spec);
+}
+
+async function allLeavesText(env: Environment): Promise<string> {
+  const { treeSize } = (await getJson(env, '/v1/log')) as { treeSize: number };
+  const { entries } = (await getJson(env, `/v1/log/entries?start=0&end=${treeSize}`)) as { entries: { leaf: string }[] };
+  return entries.map((e) => Buffer.from(e.leaf, 'base64').toString('utf8')).join('\n');
+}
+
+describe('rotation by quorum', { timeout: 180_000 }, () => {
+  let env: Environment;
+  let before: { receipt: any; artifact: string };
+  let rotation: { id: string; hash: string };
+  const codes: string[] = [];
+
+  beforeAll(async () => {
+    env = await setUp();
+  });
+
+  it('signs with the first version before any rotation', async () => {
+    const { result, artifact } = await sign(env, 'release 1.0');
+    const outcome = json(result) as { keyId: string; receiptFile: string };
+    expect(outcome.keyId).toBe('demo-release@1');
+    before = { receipt: JSON.parse(readFileSync(outcome.receiptFile, 'utf8')), artifact };
+  });
+
+  it('a single approval does not execute; the proposer cannot approve; a wrong or reused code does not count', async () => {
+    rotation = await propose(env, 'alice', 'rotate-key', '--key-name', 'demo-release', '--reason', 'yearly rotation');
+    const other = await propose(env, 'alice', 'rotate-key', '--key-name', 'demo-release');
+    const bobCode = totp(env.secret('bob'));
+    codes.push(bobCode);
+    expect(json(await approve(env, 'bob', rotation.id, bobCode)).quorum).toMatchObject({ counted: ['bob'], required: 2, met: false });
+    // bob's code, just used, on another proposal: refused, and it approves nothing.
+    const reused = await approve(env, 'bob', other.id, bobCode);
+    expect(reused.code).toBe(1);
+    expect(reused.stderr).toContain('TOTP_REUSED');
+
+    const single = await officer(env, 'alice', 'execute', rotation.id);
+    expect(single.code).toBe(1);
+    expect(single.stderr).toContain('QUORUM_NOT_MET');
+
+    const own = await approve(env, 'alice', rotation.id, totp(env.secret('alice')));
+    expect(own.stderr).toContain('PROPOSER_CANNOT_APPROVE');
+    const wrong = await approve(env, 'carol', other.id, bobCode === '000000' ? '111111' : '000000');
+    expect(wrong.stderr).toMatch(/TOTP_INVALID|TOTP_REUSED/);
+    expect(json(await officer(env, 'alice', 'show', other.id)).quorum.counted).toEqual([]);
+
+    // A CI client certificate is no officer's: the officer routes refuse it.
+    const ci = await httpsCall(`${env.init.url}/v1/officer/status`, {
+      ca: readFileSync(env.init.caCert),
+      cert: readFileSync(env.init.clientCert),
+      key: readFileSync(env.init.clientKey),
+    });
+    expect(ci.status).toBe(401);
+    expect(ci.json.error.code).toBe('CLIENT_CERT_UNTRUSTED');
+  });
+
+  it('a second officer approves; executing rotates: new version active, old one verify-only', async () => {
+    const carolCode = totp(env.secret('carol'), 30);
+    codes.push(carolCode);
+    expect(json(await approve(env, 'carol', rotation.id, carolCode)).quorum).toMatchObject({ counted: ['bob', 'carol'], met: true });
+    const executed = json(await officer(env, 'bob', 'execute', rotation.id)) as { proposal: { status: string }; keys: { keyId: string; state: string }[] };
+    expect(executed.proposal.status).toBe('executed');
+    expect(executed.keys.map((k) => [k.keyId, k.state])).toEqual([
+      ['demo-release@1', 'verify-only'],
+      ['demo-release@2', 'active'],
+    ]);
+    const again = await officer(env, 'bob', 'execute', rotation.id);
+    expect(again.stderr).toContain('PROPOSAL_CLOSED');
+  });
+
+  it('new signatures use the new version; the old version stays in /v1/trust and its signature still verifies', async () => {
+    const { result } = await sign(env, 'release 2.0');
+    expect(json(result).keyId).toBe('demo-release@2');
+
+    const trust = (await getJson(env, '/v1/trust')) as { keys: (KeyVersionRecord & { certificatePem: string | null })[] };
+    const old = trust.keys.find((k) => k.keyId === 'demo-release@1');
+    const current = trust.keys.find((k) => k.keyId === 'demo-release@2');
+    expect(old).toMatchObject({ state: 'verify-only' });
+    expect(old?.notAfter).not.toBeNull();
+    expect(current).toMatchObject({ state: 'active', notAfter: null });
+    expect(current?.notBefore).toBe(old?.notAfter);
+    expect(current?.certificatePem).toMatch(/BEGIN CERTIFICATE/);
+    expect((await getJson(env, '/v1/keys/demo-release')).keyId).toBe('demo-release@2');
+
+    // The signature made before the rotation: valid with the bundle's public key, and
+    // logged inside the old version's validity window.
+    if (old === undefined) throw new Error('old version missing from the trust bundle');
+    const signature = Buffer.from(before.receipt.signature as string, 'base64');
+    expect(verify('sha256', readFileSync(before.artifact), old.publicKeyPem, signature)).toBe(true);
+    expect(signatureValidAt({ ...old, hsmKeyId: '00' }, before.receipt.log.integratedTime as number)).toBe(true);
+    // A signature claimed for the old version after the rotation would be outside it.
+    expect(signatureValidAt({ ...old, hsmKeyId: '00' }, Math.floor(Date.parse(old.notAfter ?? '') / 1000) + 1)).toBe(false);
+  });
+
+  it('the log tells the whole story, without codes or secrets', async () => {
+    const events = (await governanceEvents(env)).filter((e) => e.proposalId === rotation.id).map((e) => e.event as string);
+    expect(events).toEqual(['proposed', 'approved', 'approved', 'execution-started', 'key-generated', 'executed']);
+    const text = await allLeavesText(env);
+    for (const o of env.init.officers) expect(text).not.toContain(o.totpSecret);
+    for (const code of codes) expect(text).not.toMatch(new RegExp(`(?<![0-9a-f])${code}(?![0-9a-f])`));
+  });
+});
+
+describe('freeze, unfreeze, revocation of a CI client certificate, wrong-code limit', { timeout: 180_000 }, () => {
+  let env: Environment;
+
+  beforeAll(async () => {
+    env = await setUp();
+  });
+
+  it('one officer freezes the project at once; signing is refused and logged as a deny', async () => {
+    expect(json((await sign(env, 'before the freeze')).result).keyId).toBe('demo-release@1');
+    const frozen = json(await officer(env, 'alice', 'freeze', '--project', 'example', '--code', totp(env.secret('alice')), '--reason', 'incident'));
+    expect(frozen.proposal).toMatchObject({ status: 'executed', content: { action: { type: 'freeze', project: 'example' } } });
+    const refused = (await sign(env, 'during the freeze')).result;
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain('SIGNING_FROZEN');
+    const text = await allLeavesText(env);
+    expect(text).toContain('"code":"SIGNING_FROZEN"');
+  });
+
+  it('unfreezing needs the quorum', async () => {
+    const unfreeze = json(await officer(env, 'alice', 'unfreeze', '--project', 'example')) as { id: string };
+    json(await approve(env, 'bob', unfreeze.id, totp(env.secret('bob'))));
+    expect((await officer(env, 'bob', 'execute', unfreeze.id)).stderr).toContain('QUORUM_NOT_MET');
+    expect((await sign(env, 'still frozen')).result.stderr).toContain('SIGNING_FROZEN');
+    json(await approve(env, 'carol', unfreeze.id, totp(env.secret('carol'))));
+    json(await officer(env, 'carol', 'execute', unfreeze.id));
+    expect(json((await sign(env, 'after the unfreeze')).result).keyId).toBe('demo-release@1');
+  });
+
+  it('a revoked CI client certificate signs nothing', async () => {
+    const revocation = json(await officer(env, 'alice', 'revoke', '--cert-file', env.init.clientCert, '--reason', 'runner compromised')) as { id: string };
+    json(await approve(env, 'bob', revocation.id, totp(env.secret('bob'), 30)));
+    json(await approve(env, 'carol', revocation.id, totp(env.secret('carol'), 30)));
+    json(await officer(env, 'alice', 'execute', revocation.id));
+    const refused = (await sign(env, 'with a revoked certificate')).result;
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain('CLIENT_CERT_REVOKED');
+    // An officer certificate is no CI client's either.
+    const asOfficer = await httpsCall(`${env.init.url}/v1/sign`, {
+      ca: readFileSync(env.init.caCert),
+      cert: readFileSync(join(env.dir, 'officers', 'alice.pem')),
+      key: readFileSync(join(env.dir, 'officers', 'alice-key.pem')),
+      json: { project: 'example', digest: { algorithm: 'sha256', value: '00'.repeat(32) } },
+    });
+    expect(asOfficer.status).toBe(401);
+    expect(asOfficer.json.error.code).toBe('CLIENT_CERT_UNTRUSTED');
+  });
+
+  it('too many wrong codes lock an officer out, even with the right code', async () => {
+    const target = await propose(env, 'bob', 'rotate-key', '--key-name', 'demo-release');
+    const right = totp(env.secret('alice'), 30);
+    const wrong = right === '000000' ? '111111' : '000000';
+    for (let i = 0; i < 5; i++) expect((await approve(env, 'alice', target.id, wrong)).stderr).toContain('TOTP_INVALID');
+    const locked = await approve(env, 'alice', target.id, right);
+    expect(locked.stderr).toContain('TOTP_LOCKED');
+    expect(json(await officer(env, 'alice', 'status')).lockedUntil).toMatch(/^\d{4}-/);
+  });
+});
+
+describe('officers join and leave by quorum', { timeout: 180_000 }, () => {
+  let env: Environment;
+  let dave: { cert: string; key: string; secret: string };
+
+  beforeAll(async () => {
+    env = await setUp();
+  });
+
+  it('adds an officer, who enrols once through the service', async () => {
+    const ca = await loadCertificateAuthority(readFileSync(join(env.dir, 'tls', 'officer-ca.pem'), 'utf8'), readFileSync(join(env.dir, 'tls', 'officer-ca-key.pem'), 'utf8'));
+    const pem = await toPem(await issueLeafCertificate(ca, { commonName: 'dave', usages: ['client'] }));
+    const cert = join(env.dir, 'dave.pem');
+    const key = join(env.dir, 'dave-key.pem');
+    writeFileSync(cert, pem.certificatePem);
+    writeFileSync(key, pem.privateKeyPem, { mode: 0o600 });
+
+    const added = await propose(env, 'alice', 'add-officer', '--name', 'dave', '--cert-file', cert);
+    json(await approve(env, 'bob', added.id, totp(env.secret('bob'))));
+    json(await approve(env, 'carol', added.id, totp(env.secret('carol'))));
+    json(await officer(env, 'alice', 'execute', added.id));
+
+    const asDave = ['--url', env.init.url, '--ca', env.init.caCert, '--cert', cert, '--key', key, '--json'];
+    const enrolled = json(await runCli(['officer', 'enroll', ...asDave])) as { officer: string; otpauthUri: string };
+    expect(enrolled.officer).toBe('dave');
+    const secret = new URL(enrolled.otpauthUri).searchParams.get('secret') ?? '';
+    expect(secret).toMatch(/^[A-Z2-7]{32}$/);
+    const twice = await runCli(['officer', 'enroll', ...asDave]);
+    expect(twice.stderr).toContain('OFFICER_ALREADY_ENROLLED');
+    dave = { cert, key, secret };
+  });
+
+  it("a removed officer's approval stops counting", async () => {
+    const asDave = ['--url', env.init.url, '--ca', env.init.caCert, '--cert', dave.cert, '--key', dave.key, '--json'];
+    const rotation = await propose(env, 'alice', 'rotate-key', '--key-name', 'demo-release');
+    json(await approve(env, 'carol', rotation.id, totp(env.secret('carol'), 30)));
+
+    const removal = await propose(env, 'alice', 'remove-officer', '--name', 'carol');
+    json(await approve(env, 'bob', removal.id, totp(env.secret('bob'), 30)));
+    json(await runCli(['officer', 'approve', removal.id, '--code', totp(dave.secret), ...asDave]));
+    json(await officer(env, 'alice', 'execute', removal.id));
+
+    const shown = json(await officer(env, 'alice', 'show', rotation.id));
+    expect(shown.quorum).toMatchObject({ counted: [], discounted: [{ officer: 'carol', reason: 'OFFICER_REMOVED' }] });
+    json(await runCli(['officer', 'approve', rotation.id, '--code', totp(dave.secret, 30), ...asDave]));
+    const refused = await officer(env, 'alice', 'execute', rotation.id);
+    expect(refused.stderr).toContain('QUORUM_NOT_MET');
+    expect((await officer(env, 'carol', 'status')).stderr).toContain('OFFICER_REMOVED');
+    expect((await getJson(env, '/v1/keys/demo-release')).keyId).toBe('demo-release@1');
+  });
+});
