@@ -94,6 +94,15 @@ export async function startService(config: Readonly<SignetConfig>, options: Star
   const openedStore = await openStoreChecked(config, hsm);
   const caSettings = caSettingsFrom(config);
   const ca = new CertificateAuthority({ hsm, store: openedStore, settings: caSettings, logKeyName: config.log.keyName });
+  // The code-signing hierarchy and every issued leaf, read at each scrape, so an
+  // expiring CA or key certificate shows in metrics as well as /readyz and the log.
+  metrics.addCertificateSource('code-signing', async () => {
+    const [cas, leaves] = await Promise.all([openedStore.certificates.listCas(), openedStore.certificates.listLeaves()]);
+    return [
+      ...cas.filter((record) => record.status === 'active').map((record) => ({ certificate: `ca:${record.role}:${record.caId}`, notAfter: new Date(record.notAfter) })),
+      ...leaves.map((record) => ({ certificate: `leaf:${record.keyId}:${record.serialNumber}`, notAfter: new Date(record.notAfter) })),
+    ];
+  });
   let tokens: PipelineTokenVerifier;
   let log: TransparencyLog;
   let sealer: HsmSecretSealer | undefined;

@@ -144,6 +144,11 @@ describe('GET /metrics', () => {
     const serverNotAfter = valueOf(after, 'signet_certificate_not_after_timestamp_seconds', { certificate: 'tls-server' });
     expect(serverNotAfter).toBeGreaterThan(Date.now() / 1000);
     expect(valueOf(after, 'signet_certificate_not_after_timestamp_seconds', { certificate: 'tls-ci-client-ca' })).toBeGreaterThan(Date.now() / 1000);
+    // The code-signing hierarchy and the signing key's leaf are watched too.
+    const watched = samples(after).filter((s) => s.name === 'signet_certificate_not_after_timestamp_seconds').map((s) => s.labels.certificate ?? '');
+    expect(watched.some((name) => name.startsWith('ca:root:'))).toBe(true);
+    expect(watched.some((name) => name.startsWith('ca:intermediate:'))).toBe(true);
+    expect(watched.some((name) => name.startsWith(`leaf:${env.init.keyId}:`))).toBe(true);
 
     expect(delta('signet_http_requests_total', { route: '/v1/sign', method: 'POST', status: '200' })).toBe(2);
     expect(valueOf(after, 'process_cpu_user_seconds_total')).toBeGreaterThan(0);
