@@ -11,7 +11,6 @@
  */
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
-import { createServer, Socket, type Server } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../config/load.js';
@@ -31,6 +30,8 @@ import {
   type TestDatabase,
 } from './backends.js';
 import { keyVersion, makeTempDir, requestHash, tokenClaim } from './sqlite-fixtures.js';
+// A TCP proxy in front of the database: `down` refuses and cuts connections, `pause` stops all traffic.
+import { TcpProxy as DatabaseProxy } from '../helpers/tcp-proxy.js';
 
 const ISSUER = tokenClaim('x').issuer;
 
@@ -99,88 +100,6 @@ async function expectConsistentTree(store: SignetStore, db: TestDatabase): Promi
   return leaves;
 }
 
-/** A TCP proxy in front of the database: `down` refuses and cuts connections, `pause` stops all traffic. */
-class DatabaseProxy {
-  readonly #target: { host: string; port: number };
-  readonly #sockets = new Set<Socket>();
-  #server: Server | undefined;
-  #port = 0;
-  #paused = false;
-
-  private constructor(target: { host: string; port: number }) {
-    this.#target = target;
-  }
-
-  static async start(url: string): Promise<DatabaseProxy> {
-    const parsed = new URL(url);
-    const proxy = new DatabaseProxy({ host: parsed.hostname || '127.0.0.1', port: Number(parsed.port || 5432) });
-    await proxy.up();
-    return proxy;
-  }
-
-  /** `url` with the proxy in place of the server. */
-  urlFor(url: string): string {
-    const parsed = new URL(url);
-    parsed.hostname = '127.0.0.1';
-    parsed.port = String(this.#port);
-    return parsed.toString();
-  }
-
-  async up(): Promise<void> {
-    const server = createServer((client) => {
-      const upstream = new Socket();
-      this.#sockets.add(client);
-      this.#sockets.add(upstream);
-      const drop = (): void => {
-        client.destroy();
-        upstream.destroy();
-        this.#sockets.delete(client);
-        this.#sockets.delete(upstream);
-      };
-      client.on('error', drop).on('close', drop);
-      upstream.on('error', drop).on('close', drop);
-      upstream.connect(this.#target.port, this.#target.host);
-      client.on('data', (data: Buffer) => {
-        if (!this.#paused) upstream.write(data);
-      });
-      upstream.on('data', (data: Buffer) => {
-        if (!this.#paused) client.write(data);
-      });
-    });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.#port, '127.0.0.1', () => {
-        resolve();
-      });
-    });
-    this.#port = (server.address() as { port: number }).port;
-    this.#server = server;
-  }
-
-  /** The database is away: new connections are refused, open ones are cut. */
-  async down(): Promise<void> {
-    const server = this.#server;
-    this.#server = undefined;
-    for (const socket of this.#sockets) socket.destroy();
-    this.#sockets.clear();
-    if (server !== undefined) {
-      await new Promise<void>((resolve) => {
-        server.close(() => {
-          resolve();
-        });
-      });
-    }
-  }
-
-  /** The database hangs: connections stay open but nothing gets through (a network partition). */
-  pause(): void {
-    this.#paused = true;
-  }
-
-  resume(): void {
-    this.#paused = false;
-  }
-}
 
 // ---------------------------------------------------------------------------------
 
