@@ -56,6 +56,7 @@ const receiptLogSchema = z.object({
 const receiptSchema = z.object({
   format: z.enum(SIGNATURE_FORMATS),
   keyId: z.string().max(256).optional(),
+  signature: base64.optional(),
   digest: z.object({ algorithm: z.string(), value: z.string().max(128).regex(HEX).optional() }).optional(),
   chain: z.array(z.string().max(65_536)).max(8).optional(),
   envelope: z.unknown().optional(),
@@ -88,6 +89,8 @@ export interface LogEvidence {
 export interface Receipt {
   readonly format: SignatureFormat;
   readonly keyId: string | null;
+  /** The answer's `signature` (base64 decoded): the signature the log entry records. */
+  readonly signature: Buffer | null;
   readonly digestAlgorithm: DigestAlgorithm;
   /** The digest the receipt says was signed (hex), if it says. */
   readonly digestValue: string | null;
@@ -143,6 +146,7 @@ export function readReceipt(bytes: Uint8Array): Receipt {
   return {
     format: receipt.format,
     keyId: receipt.keyId ?? null,
+    signature: receipt.signature === undefined ? null : decodeBase64(receipt.signature),
     digestAlgorithm: algorithm,
     digestValue: receipt.digest?.value ?? null,
     chain: receipt.chain ?? [],

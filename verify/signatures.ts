@@ -180,10 +180,15 @@ function verifySigstore(input: SignatureInput): VerifiedSignature {
   const signer = signingKeyOf(view.certificatePem);
   const base = { certificatePem: view.certificatePem, intermediatesPem: input.receipt.chain.slice(1), spki: signer.spki };
   const content = view.content;
+  // A signature file that is not the bundle is the bare signature: it must be the bundle's.
+  const checkFile = (signature: Buffer): void => {
+    if (!view.fromFile && !input.signatureFile.equals(signature)) throw refuse('signature-invalid', 'SIGNATURE_MISMATCH', "the signature file is neither the Sigstore bundle nor its signature");
+  };
   if (content.kind === 'dsse') {
     const { envelope, payload, signature } = verifyDsseEnvelope(content.envelope, input, signer, () =>
       refuse('signature-invalid', 'SIGNATURE_INVALID', "the bundle's DSSE signature does not verify with its certificate's key"),
     );
+    checkFile(signature);
     return { ...base, logged: { kind: 'dsse', envelope, payload, signature } };
   }
   // Sigstore verifies message signatures as ECDSA P-256 with SHA-256 over the artifact (formats/support.ts).
@@ -193,6 +198,7 @@ function verifySigstore(input: SignatureInput): VerifiedSignature {
   if (!verifyMessageSignature(signer, 'sha256', input.manifest, content.signature)) {
     throw refuse('signature-invalid', 'SIGNATURE_INVALID', "the bundle's message signature does not verify over the manifest with its certificate's key");
   }
+  checkFile(content.signature);
   return { ...base, logged: { kind: 'hashedrekord', signature: content.signature, digest: { algorithm: 'sha256', value: digest } } };
 }
 

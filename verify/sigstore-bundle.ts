@@ -55,6 +55,8 @@ export interface SigstoreBundleView {
   readonly evidence: LogEvidence;
   /** The log the entry names (SHA-256 of its key's SPKI). */
   readonly logId: Buffer;
+  /** Whether the bundle came from the signature file (else from the receipt). */
+  readonly fromFile: boolean;
 }
 
 const b64 = (text: string): Buffer => Buffer.from(text, 'base64');
@@ -67,10 +69,13 @@ function parseJson(bytes: Buffer): unknown {
   }
 }
 
-/** The bundle from the signature file, else from the receipt's `bundle`. */
+/**
+ * The bundle from the signature file, else from the receipt's `bundle` (then the
+ * signature file must be the bundle's bare signature: see verify/signatures.ts).
+ */
 export function readSigstoreBundle(signatureFile: Buffer, fromReceipt: unknown): SigstoreBundleView {
-  const document = parseJson(signatureFile) ?? fromReceipt;
-  const parsed = bundleSchema.safeParse(document);
+  const fromFile = parseJson(signatureFile);
+  const parsed = bundleSchema.safeParse(fromFile ?? fromReceipt);
   if (!parsed.success) {
     throw refuse('signature-invalid', 'SIGNATURE_MALFORMED', `the signature is not a Sigstore bundle v0.3 (${parsed.error.issues[0]?.path.join('.') ?? 'document'})`);
   }
@@ -112,6 +117,7 @@ export function readSigstoreBundle(signatureFile: Buffer, fromReceipt: unknown):
     certificatePem: pemOfDer(b64(bundle.verificationMaterial.certificate.rawBytes)),
     content,
     logId: b64(entry.logId.keyId),
+    fromFile: fromFile !== undefined,
     evidence: {
       index: entry.logIndex,
       leafHash: createHash('sha256').update(Buffer.from([0])).update(leaf).digest(),

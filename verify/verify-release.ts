@@ -120,6 +120,11 @@ async function verifyOrRefuse(input: VerifyReleaseInput): Promise<VerifyResult> 
     sigstore,
   });
 
+  // The receipt is the answer for this signature: one that names another proves nothing about it.
+  if (receipt.signature !== null && !receipt.signature.equals(signed.logged.signature)) {
+    throw refuse('signature-invalid', 'SIGNATURE_MISMATCH', 'the receipt is for another signature than the one given');
+  }
+
   // 3. Chain, at the log time.
   const chain = verifyChain({ bundle: trust.document, leafPem: signed.certificatePem, intermediatesPem: signed.intermediatesPem, at });
   if (!chain.ok) throw refuse(chainFailureClass(chain.code), chain.code, chain.reason);

@@ -315,11 +315,13 @@ export class VerifyFixture {
           const sig = await signMessage(preAuthenticationEncoding(DSSE_IN_TOTO_PAYLOAD_TYPE, manifest), 'sha256');
           const envelope = buildDsseEnvelope(DSSE_IN_TOTO_PAYLOAD_TYPE, manifest, [{ keyid: '', sig }]);
           leaf = dsseRekordLeaf({ envelope, verifierPem: leafPem });
+          signatureFile = sig;
           sigstore = (receipt, entryLeaf) =>
             Buffer.from(JSON.stringify(buildSigstoreBundle({ keyAlgorithm: key.algorithm, publicKeyPem: key.publicKeyPem, certificate: leafPem, content: { kind: 'dsse', envelope }, log: { receipt, leaf: entryLeaf, logId: Buffer.from(this.trust.log.logId, 'hex') } })));
         } else {
           const sig = await this.service.hsm.signDigest(hsmKey, { algorithm: 'sha256', value: sha });
           leaf = hashedRekordLeaf({ digest: { algorithm: 'sha256', value: sha.toString('hex') }, signatureBase64: sig.toString('base64'), publicKeyPem: leafPem });
+          signatureFile = sig;
           sigstore = (receipt, entryLeaf) =>
             Buffer.from(
               JSON.stringify(
@@ -327,7 +329,6 @@ export class VerifyFixture {
               ),
             );
         }
-        signatureFile = Buffer.alloc(0);
         break;
       }
     }
@@ -367,6 +368,8 @@ export class VerifyFixture {
       inclusionPromise,
       decisionIndex: 2,
     };
+    // The answer's `signature`: the HSM's signature, or the whole envelope for pgp and cms.
+    const answerSignature = signatureFile;
     if (sigstore !== undefined) {
       signatureFile = sigstore(log, leaf);
       extra.bundle = JSON.parse(signatureFile.toString('utf8'));
@@ -377,7 +380,7 @@ export class VerifyFixture {
       keyName: key.name,
       algorithm: key.algorithm,
       format,
-      signature: signatureFile.toString('base64'),
+      signature: answerSignature.toString('base64'),
       digest: { algorithm: digestAlgorithm, value: digest.toString('hex') },
       ...extra,
       log: {

@@ -3,7 +3,8 @@
  * come from whoever hands over a release. Whatever they hold, verifyRelease answers
  * with a result (never a throw), its exit status is its class's, its reason is one
  * printable line; and no change to a field that binds the release ever verifies.
- * Seeds are real releases of every format (SoftHSM keys, the real CA and log key).
+ * Seeds are real releases of every format, as POST /v1/sign answers them and as the
+ * builders in formats/ make them (SoftHSM keys, the real CA and log key).
  */
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,23 +14,31 @@ import { verifyRelease } from '../../verify/verify-release.js';
 import { copy, VerifyFixture, type Release } from './fixture.js';
 
 let fixture: VerifyFixture;
-const seeds = new Map<SignatureFormat, Release>();
+const seeds = new Map<string, Release>();
 const FORMATS: readonly SignatureFormat[] = ['raw', 'dsse', 'pgp', 'cms', 'sigstore-bundle'];
+/** `<format>` made with the builders, `service <format>` answered by POST /v1/sign. */
+const SEEDS: readonly string[] = [...FORMATS, ...FORMATS.map((f) => `service ${f}`)];
+const NOT_SIGSTORE = SEEDS.filter((seed) => !seed.endsWith('sigstore-bundle'));
 
 beforeAll(async () => {
   fixture = await VerifyFixture.start();
-  for (const format of FORMATS) seeds.set(format, await fixture.release(format));
+  for (const format of FORMATS) {
+    seeds.set(format, await fixture.release(format));
+    seeds.set(`service ${format}`, await fixture.signedByService({ format }));
+  }
 });
 
 afterAll(async () => {
   await fixture.stop();
 });
 
-function seed(format: SignatureFormat): Release {
-  const release = seeds.get(format);
-  if (release === undefined) throw new Error(`no ${format} seed`);
+function seed(name: string): Release {
+  const release = seeds.get(name);
+  if (release === undefined) throw new Error(`no ${name} seed`);
   return release;
 }
+
+const formatOf = (name: string): string => name.replace(/^service /, '');
 
 async function run(release: Release, receiptBytes?: Buffer): Promise<VerifyResult> {
   const result = await verifyRelease({
@@ -65,6 +74,7 @@ function getPath(target: unknown, path: readonly (string | number)[]): unknown {
 const BINDING_PATHS: readonly (readonly (string | number)[])[] = [
   ['format'],
   ['keyId'],
+  ['signature'],
   ['digest', 'algorithm'],
   ['log', 'index'],
   ['log', 'leafHash'],
@@ -83,8 +93,9 @@ const BINDING_PATHS: readonly (readonly (string | number)[])[] = [
 describe('receipts', () => {
   it('any value at a binding field is refused, never thrown', async () => {
     await fc.assert(
-      fc.asyncProperty(fc.constantFrom<SignatureFormat>('raw', 'dsse', 'pgp', 'cms'), fc.constantFrom(...BINDING_PATHS), fc.jsonValue({ maxDepth: 2 }), async (format, path, value) => {
-        const release = seed(format);
+      fc.asyncProperty(fc.constantFrom(...NOT_SIGSTORE), fc.constantFrom(...BINDING_PATHS), fc.jsonValue({ maxDepth: 2 }), async (name, path, value) => {
+        const release = seed(name);
+        const format = formatOf(name);
         fc.pre(JSON.stringify(getPath(release.receipt, path)) !== JSON.stringify(value));
         // Only a raw signature is over the digest the receipt names; envelopes name their own.
         fc.pre(!(format !== 'raw' && path[0] === 'digest'));
@@ -99,8 +110,8 @@ describe('receipts', () => {
 
   it('arbitrary JSON anywhere, and arbitrary bytes, are answered with a result', async () => {
     await fc.assert(
-      fc.asyncProperty(fc.constantFrom(...FORMATS), fc.jsonValue({ maxDepth: 3 }), fc.uint8Array({ maxLength: 512 }), async (format, value, bytes) => {
-        const release = seed(format);
+      fc.asyncProperty(fc.constantFrom(...SEEDS), fc.jsonValue({ maxDepth: 3 }), fc.uint8Array({ maxLength: 512 }), async (name, value, bytes) => {
+        const release = seed(name);
         for (const key of Object.keys(release.receipt)) {
           const receipt = copy(release.receipt);
           receipt[key] = value;
@@ -117,9 +128,8 @@ describe('receipts', () => {
 describe('signatures and manifests', () => {
   it('one flipped bit anywhere in the signature or the manifest never verifies', async () => {
     await fc.assert(
-      fc.asyncProperty(fc.constantFrom<SignatureFormat>('raw', 'dsse', 'pgp', 'cms'), fc.boolean(), fc.nat(), fc.integer({ min: 0, max: 7 }), async (format, inManifest, position, bit) => {
-        const release = seed(format);
-        // For dsse the signature file is the bare signature; the envelope in the receipt is what is read.
+      fc.asyncProperty(fc.constantFrom(...SEEDS), fc.boolean(), fc.nat(), fc.integer({ min: 0, max: 7 }), async (name, inManifest, position, bit) => {
+        const release = seed(name);
         const target = inManifest ? release.manifest : release.signature;
         const at = position % target.length;
         const changed = Buffer.from(target);
@@ -133,19 +143,16 @@ describe('signatures and manifests', () => {
 
   it('arbitrary bytes as the signature of every format', async () => {
     await fc.assert(
-      fc.asyncProperty(fc.constantFrom(...FORMATS), fc.uint8Array({ minLength: 1, maxLength: 2048 }), async (format, bytes) => {
-        const result = await run({ ...seed(format), signature: Buffer.from(bytes) });
-        // A Sigstore bundle in the receipt still verifies when the signature file is not one.
-        if (format !== 'sigstore-bundle') expect(result.ok).toBe(false);
+      fc.asyncProperty(fc.constantFrom(...SEEDS), fc.uint8Array({ minLength: 1, maxLength: 2048 }), async (name, bytes) => {
+        const result = await run({ ...seed(name), signature: Buffer.from(bytes) });
+        expect(result.ok).toBe(false);
       }),
       { numRuns: 200 },
     );
   });
 
   it('Sigstore bundles: any value in a field of the bundle is answered, binding ones refused', async () => {
-    const release = seed('sigstore-bundle');
-    const bundle = JSON.parse(release.signature.toString('utf8'));
-    const paths: (string | number)[][] = [
+    const common: (string | number)[][] = [
       ['mediaType'],
       ['verificationMaterial', 'certificate', 'rawBytes'],
       ['verificationMaterial', 'tlogEntries', 0, 'logIndex'],
@@ -156,11 +163,17 @@ describe('signatures and manifests', () => {
       ['verificationMaterial', 'tlogEntries', 0, 'inclusionProof', 'hashes', 0],
       ['verificationMaterial', 'tlogEntries', 0, 'inclusionProof', 'checkpoint', 'envelope'],
       ['verificationMaterial', 'tlogEntries', 0, 'canonicalizedBody'],
-      ['messageSignature', 'messageDigest', 'digest'],
-      ['messageSignature', 'signature'],
     ];
+    // The builders' bundle holds a message signature; the service's (the manifest sent) a DSSE envelope.
+    const cases = [
+      { name: 'sigstore-bundle', paths: [...common, ['messageSignature', 'messageDigest', 'digest'], ['messageSignature', 'signature']] },
+      { name: 'service sigstore-bundle', paths: [...common, ['dsseEnvelope', 'payload'], ['dsseEnvelope', 'payloadType'], ['dsseEnvelope', 'signatures', 0, 'sig']] },
+    ];
+    const pathCase = fc.constantFrom(...cases).chain((c) => fc.tuple(fc.constant(c.name), fc.constantFrom(...c.paths)));
     await fc.assert(
-      fc.asyncProperty(fc.constantFrom(...paths), fc.jsonValue({ maxDepth: 2 }), async (path, value) => {
+      fc.asyncProperty(pathCase, fc.jsonValue({ maxDepth: 2 }), async ([name, path], value) => {
+        const release = seed(name);
+        const bundle = JSON.parse(release.signature.toString('utf8'));
         fc.pre(JSON.stringify(getPath(bundle, path)) !== JSON.stringify(value));
         const changed = copy(bundle);
         setPath(changed, path, value);
@@ -196,8 +209,8 @@ describe('trust bundles', () => {
       ['revocations'],
     ];
     await fc.assert(
-      fc.asyncProperty(fc.constantFrom(...FORMATS), fc.constantFrom(...paths), fc.jsonValue({ maxDepth: 2 }), async (format, path, value) => {
-        const release = seed(format);
+      fc.asyncProperty(fc.constantFrom(...SEEDS), fc.constantFrom(...paths), fc.jsonValue({ maxDepth: 2 }), async (name, path, value) => {
+        const release = seed(name);
         const trustBundle = copy(release.trustBundle);
         setPath(trustBundle, path, value);
         await run({ ...release, trustBundle });

@@ -117,8 +117,10 @@ describe('accepts untouched releases', () => {
   it('a Sigstore bundle holding a DSSE envelope, the bundle only in the receipt', async () => {
     const release = await fixture.release('sigstore-bundle', { sigstoreContent: 'dsse' });
     expectVerified(await verify(release));
-    // `signet sign` may write the bare signature and keep the bundle in the receipt.
-    expectVerified(await verify({ ...release, signature: Buffer.from('not a bundle') }));
+    // The bundle may be kept in the receipt only, the signature file holding the bare signature.
+    const bare = Buffer.from(release.receipt.bundle.dsseEnvelope.signatures[0].sig, 'base64');
+    expectVerified(await verify({ ...release, signature: bare }));
+    expectRefused(await verify({ ...release, signature: Buffer.from('not a bundle') }), 'signature-invalid', 'SIGNATURE_MISMATCH');
   });
 
   const answered: readonly [SignatureFormat, 'payload' | 'digest'][] = [
@@ -333,6 +335,12 @@ describe('exit 5: the manifest or signature does not verify', () => {
     expectRefused(await verify({ ...(await fixture.release('cms')), signature: Buffer.from('garbage') }), 'signature-invalid', 'SIGNATURE_MALFORMED');
     expectRefused(await verify({ ...raw, signature: Buffer.alloc(0) }), 'signature-invalid', 'SIGNATURE_MALFORMED');
   });
+
+  it('a receipt for another signature', async () => {
+    const release = await fixture.signedByService({ format: 'pgp' });
+    const other = await fixture.signedByService({ format: 'pgp' });
+    expectRefused(await verify({ ...release, receipt: other.receipt }), 'signature-invalid', 'SIGNATURE_MISMATCH');
+  });
 });
 
 describe('exit 6: the key does not chain to the trust bundle', () => {
@@ -341,6 +349,7 @@ describe('exit 6: the key does not chain to the trust bundle', () => {
     const foreign = await createTestHierarchy('ecdsa-p256');
     const signature = sign('sha256', release.manifest, foreign.privateKey);
     const forged = withReceipt({ ...release, signature }, (r) => {
+      r.signature = signature.toString('base64');
       r.chain = [foreign.leafPem, foreign.intermediatePem];
     });
     expectRefused(await verify(forged), 'untrusted-key', 'CHAIN_ROOT_UNTRUSTED');
