@@ -20,8 +20,13 @@
  * three share the machine's cores; the figures are for that set-up.
  *
  * Options: --seconds S (per phase, default 10), --connections N (default 16),
- * --rounds R (with/without-log rounds, default 3), --json, --only signing|log|storage-compare,
+ * --rounds R (with/without-log rounds, default 3), --json, --only signing|log|storage-compare|verify,
  * --log-entries N (default 1,000,000). The log figures are in bench/log-bench.ts.
+ *
+ * `--only verify` (bench/verify-bench.ts) times `signet verify` of a release of
+ * --artifacts N files (default 1,000) totalling --release-mib M (default 1,024) against
+ * `sha256sum` over the same files, in one run; not part of the default run either (it
+ * writes a gigabyte).
  *
  * `--only storage-compare` (bench/storage-compare.ts) measures the end-to-end sign rate
  * on PostgreSQL against SQLite in one run, with --postgres-url U (default
@@ -46,6 +51,7 @@ import { openStore } from '../store/open-store.js';
 import { closedLoop, openLoop, summarise, type LoadResult, type LoadRun, type LoadTarget } from './load.js';
 import { runLogBench } from './log-bench.js';
 import { formatStorageCompare, runStorageCompare } from './storage-compare.js';
+import { formatVerifyBench, runVerifyBench } from './verify-bench.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -60,6 +66,8 @@ const { values } = parseArgs({
     'log-entries': { type: 'string' },
     'postgres-url': { type: 'string' },
     'pool-size': { type: 'string' },
+    artifacts: { type: 'string' },
+    'release-mib': { type: 'string' },
   },
 });
 const seconds = Number(values.seconds ?? '10');
@@ -326,6 +334,18 @@ async function storageFigures(): Promise<void> {
   process.stdout.write(values.json === true ? `${JSON.stringify({ storage: result }, null, 2)}\n` : formatStorageCompare(result));
 }
 
+async function verifyFigures(): Promise<void> {
+  const result = await runVerifyBench({
+    artifacts: Number(values.artifacts ?? '1000'),
+    releaseMiB: Number(values['release-mib'] ?? '1024'),
+    rounds,
+    keep: values.keep === true,
+    port: await freePort(),
+    log,
+  });
+  process.stdout.write(values.json === true ? `${JSON.stringify({ verify: result }, null, 2)}\n` : formatVerifyBench(result));
+}
+
 async function all(): Promise<void> {
   if (values.only === 'log') {
     await logFigures();
@@ -333,6 +353,10 @@ async function all(): Promise<void> {
   }
   if (values.only === 'storage-compare') {
     await storageFigures();
+    return;
+  }
+  if (values.only === 'verify') {
+    await verifyFigures();
     return;
   }
   await main();
