@@ -77,7 +77,12 @@ export type RotationErrorCode =
   /** A quorum policy failed validation (every problem is listed). */
   | 'QUORUM_POLICY_INVALID'
   /** A TOTP secret is malformed or too short (the secret itself is never shown). */
-  | 'TOTP_SECRET_INVALID';
+  | 'TOTP_SECRET_INVALID'
+  /**
+   * Another replica holds the proposal's execution lease (execution-lease.ts): it is
+   * executing it, or stopped less than a lease ago; or it took this execution over.
+   */
+  | 'EXECUTION_IN_PROGRESS';
 
 /** A refusal as the pure core returns it: a stable code and an operator-facing message. */
 export interface Refusal<Code extends string> {

@@ -9,7 +9,9 @@
  * commits or none of it does; closing is a compare-and-set, so a proposal executes once
  * even when two replicas try at the same moment.
  *
- * A rotation needs work outside storage first, each step safe to repeat:
+ * A rotation needs work outside storage first, each step safe to repeat, all under the
+ * proposal's execution lease (execution-lease.ts: one execution at a time across
+ * replicas; an earlier attempt whose process died is recorded `execution-interrupted`):
  *   1. `execution-started` is logged;
  *   2. the new version is generated in the HSM and recorded `pending` (with a
  *      `key-generated` entry), or the pending version a failed earlier attempt left is
@@ -19,18 +21,21 @@
  * A failure (or a crash) anywhere before 4 commits leaves the old version active, the
  * new one at most `pending` (it never signs) and the proposal open, so executing again
  * resumes. A key pair generated in the HSM whose record could not be written stays in
- * the token unused; that is logged with its label.
+ * the token unused; that is logged with its label. The failpoints after steps 1, 2 and
+ * 3 (`ROTATION_FAILPOINTS`, armed only by crash tests) kill the process there.
  *
  * A compromise first revokes the version's certificates (CRL, reason keyCompromise),
  * which is idempotent, then records the compromised state. Times are whole seconds,
  * the log's resolution, so the transition time of an execution is exactly the
  * `integratedTime` of its entry.
  */
+import { randomBytes } from 'node:crypto';
 import type { HsmKeyStore } from '../signer/types.js';
 import type { KeyVersionRecord, RevocationReason, SignetStore, StoreTransaction } from '../store/store.js';
 import { isStoreError } from '../store/errors.js';
 import { isSignetError } from '../errors/signet-error.js';
 import { RotationError, rotationErrorFrom } from './errors.js';
+import { EXECUTION_LEASE_MS, leftoverPendingVersion, takeExecution, type ExecutionLeaseContext, type HeldExecution } from './execution-lease.js';
 import { GovernanceError } from './governance-errors.js';
 import { formatKeyId } from './key-id.js';
 import { governanceEntry, type KeyVersionChange } from './log-entries.js';
@@ -49,6 +54,15 @@ export interface KeyCertificates {
   revokeKey(keyId: string, reason: RevocationReason): Promise<unknown>;
 }
 
+/**
+ * Named points of a rotation's execution where a crash test kills the process
+ * (service/failpoints.ts): after `execution-started` is durable, after the pending
+ * version is recorded (its key pair in the HSM, its row in storage), and after its
+ * certificate is issued, before the commit.
+ */
+export const ROTATION_FAILPOINTS = ['rotation.after-start', 'rotation.after-generate', 'rotation.after-certificate'] as const;
+export type RotationFailpoint = (typeof ROTATION_FAILPOINTS)[number];
+
 export interface ExecutionContext {
   readonly store: SignetStore;
   readonly hsm: Pick<HsmKeyStore, 'generateKeyPair' | 'hasKeyPair'>;
@@ -57,6 +71,25 @@ export interface ExecutionContext {
   /** The transparency log's key: never acted on by proposals. */
   readonly logKeyName: string;
   readonly now: () => Date;
+  /** This process's holder name for execution leases (default: one made for the process). */
+  readonly executionHolder?: string;
+  /** How long an execution lease outlives its last renewal (default `EXECUTION_LEASE_MS`; tests shorten it). */
+  readonly executionLeaseMs?: number;
+  /** Called at each named point of a rotation; crash tests only (service/failpoints.ts). */
+  readonly failpoint?: (name: RotationFailpoint) => void;
+}
+
+/** The holder name of this process's executions when the wiring names none. */
+const PROCESS_HOLDER = `signet-execution:${process.pid}:${randomBytes(6).toString('hex')}`;
+
+export function executionLeaseContext(context: ExecutionContext): ExecutionLeaseContext {
+  return {
+    store: context.store,
+    logger: context.logger,
+    now: context.now,
+    holder: context.executionHolder ?? PROCESS_HOLDER,
+    leaseMs: context.executionLeaseMs ?? EXECUTION_LEASE_MS,
+  };
 }
 
 export interface ExecutionResult {
@@ -109,24 +142,56 @@ export async function executeProposal(context: ExecutionContext, id: string, by:
   if (check.kind === 'refused') throw rotationErrorFrom(check);
 
   const action = proposal.content.action;
-  if (action.type !== 'rotate-key' && action.type !== 'compromise-key') return commit(context, proposal, by);
+  if (action.type === 'rotate-key') return executeRotation(context, proposal, by);
+  if (action.type !== 'compromise-key') return commit(context, proposal, by);
   try {
-    if (action.type === 'compromise-key') {
-      await revokeCertificatesOf(context, action.keyId);
-      return await commit(context, proposal, by);
-    }
-    await appendEntry(context, { event: 'execution-started', proposalId: id, action: action.type, by, time: context.now().toISOString() });
-    const generated = await pendingVersion(context, proposal, keys);
-    await ensureCertificate(context, generated.keyId);
-    return await commit(context, proposal, by, generated);
+    await revokeCertificatesOf(context, action.keyId);
+    return await commit(context, proposal, by);
   } catch (error) {
-    const code = isSignetError(error) ? error.code : 'INTERNAL';
-    context.logger.warn({ err: error, proposalId: id, code }, 'proposal execution failed; the proposal stays open');
-    await appendEntry(context, { event: 'execution-failed', proposalId: id, code, time: context.now().toISOString() }).catch((logError: unknown) => {
-      context.logger.error({ err: logError, proposalId: id }, 'could not log the failed execution');
-    });
+    await logFailure(context, id, error);
     throw error;
   }
+}
+
+/** Steps 1 to 4 of the header, under the proposal's execution lease. */
+async function executeRotation(context: ExecutionContext, checked: ProposalRecord, by: string): Promise<ExecutionResult> {
+  const id = checked.content.id;
+  const held: HeldExecution = await takeExecution(executionLeaseContext(context), checked);
+  try {
+    // Read again under the lease: another replica may have executed it, or left a pending version, meanwhile.
+    const proposal = await context.store.governance.getProposal(id);
+    if (proposal === null) throw new GovernanceError('PROPOSAL_NOT_FOUND', `no proposal ${id}`);
+    const { governance } = await loadGovernance(context.store.governance);
+    const keys = await context.store.keys.list();
+    const check = checkExecution(proposal, { governance, keys, now: context.now() });
+    if (check.kind === 'refused') throw rotationErrorFrom(check);
+    try {
+      await appendEntry(context, { event: 'execution-started', proposalId: id, action: 'rotate-key', by, time: context.now().toISOString() });
+      context.failpoint?.('rotation.after-start');
+      held.assertHeld();
+      const generated = await pendingVersion(context, proposal, keys);
+      context.failpoint?.('rotation.after-generate');
+      held.assertHeld();
+      await ensureCertificate(context, generated.keyId);
+      context.failpoint?.('rotation.after-certificate');
+      held.assertHeld();
+      return await commit(context, proposal, by, generated);
+    } catch (error) {
+      await logFailure(context, id, error);
+      throw error;
+    }
+  } finally {
+    await held.release();
+  }
+}
+
+/** `execution-failed` for an execution that stopped (best effort: the error itself is what the caller gets). */
+async function logFailure(context: ExecutionContext, id: string, error: unknown): Promise<void> {
+  const code = isSignetError(error) ? error.code : 'INTERNAL';
+  context.logger.warn({ err: error, proposalId: id, code }, 'proposal execution failed; the proposal stays open');
+  await appendEntry(context, { event: 'execution-failed', proposalId: id, code, time: context.now().toISOString() }).catch((logError: unknown) => {
+    context.logger.error({ err: logError, proposalId: id }, 'could not log the failed execution');
+  });
 }
 
 async function appendEntry(context: ExecutionContext, event: Parameters<typeof governanceEntry>[0]): Promise<void> {
@@ -140,12 +205,8 @@ async function pendingVersion(context: ExecutionContext, proposal: ProposalRecor
   const { action } = proposal.content;
   if (action.type !== 'rotate-key') throw new TypeError('not a rotation');
   const algorithm = rotationAlgorithm(proposal, keys);
-  const versions = keys.filter((k) => k.name === action.key);
-  const newest = versions.reduce((max, k) => Math.max(max, k.version), 0);
-  const active = versions.find((k) => k.state === 'active');
-  const leftover = versions
-    .filter((k) => k.state === 'pending' && k.algorithm === algorithm && active !== undefined && k.version > active.version)
-    .sort((a, b) => b.version - a.version)[0];
+  const newest = keys.filter((k) => k.name === action.key).reduce((max, k) => Math.max(max, k.version), 0);
+  const leftover = leftoverPendingVersion(proposal, keys);
   if (leftover !== undefined && (await context.hsm.hasKeyPair({ hsmKeyId: leftover.hsmKeyId, algorithm: leftover.algorithm }))) {
     context.logger.info({ proposalId: proposal.content.id, keyId: leftover.keyId }, 'resuming a rotation with the pending version of an earlier attempt');
     return leftover;

@@ -12,6 +12,10 @@
  *   so that after a crash the log tells how far it went;
  * - `executed`: the proposal carried out, with the key versions it changed;
  * - `execution-failed`: why an execution stopped (the proposal stays open);
+ * - `execution-interrupted`: an execution whose process died between its steps (it
+ *   neither committed nor recorded a failure), found by whoever took its lease over
+ *   (execution-lease.ts), with what storage held then: the version still active, the
+ *   pending version left and whether it has a certificate (the proposal stays open);
  * - `key-age`: a signing key near or past its project's maximum age.
  *
  * Never in an entry: TOTP codes or secrets, sealed secrets, HSM object ids.
@@ -63,6 +67,15 @@ export type GovernanceEvent =
       readonly time: string;
     }
   | { readonly event: 'execution-failed'; readonly proposalId: string; readonly code: string; readonly time: string }
+  | {
+      readonly event: 'execution-interrupted';
+      readonly proposalId: string;
+      readonly action: string;
+      /** When the interrupted execution took the proposal's execution lease (storage's clock). */
+      readonly startedAt: string;
+      readonly found: { readonly activeKeyId: string | null; readonly pendingKeyId: string | null; readonly pendingCertificate: boolean };
+      readonly time: string;
+    }
   | {
       readonly event: 'key-age';
       readonly keyId: string;

@@ -11,6 +11,8 @@ import { CertificateAuthority } from '../ca/authority.js';
 import { startCaDuties } from '../ca/duties.js';
 import { caSettingsFrom } from '../ca/settings.js';
 import { KeyError } from '../keyrotation/errors.js';
+import { ROTATION_FAILPOINTS } from '../keyrotation/execute.js';
+import { EXECUTION_LEASE_MS, startInterruptionWatch } from '../keyrotation/execution-lease.js';
 import { GovernanceService, SigningGuard } from '../keyrotation/governance-service.js';
 import { findAgingKeys, startKeyAgeDuties } from '../keyrotation/key-age.js';
 import { assertKeysPresent, keyRef } from '../keyrotation/signing-keys.js';
@@ -29,6 +31,7 @@ import { openSecretSealer } from '../signer/secret-sealing.js';
 import type { Hsm, HsmSecretSealer } from '../signer/types.js';
 import { openStore } from '../store/open-store.js';
 import type { SignetStore } from '../store/store.js';
+import { failpointsFromEnvironment } from './failpoints.js';
 import { clusterLeadership } from './leadership.js';
 import { openConfiguredHsm } from './open-hsm.js';
 
@@ -66,6 +69,9 @@ export interface StartOptions {
 
 export async function startService(config: Readonly<SignetConfig>, options: StartOptions = {}): Promise<RunningService> {
   const logger = createLogger(config.logging.level, options.logDestination);
+  // Crash tests only (service/failpoints.ts): inert unless SIGNET_FAILPOINTS is set.
+  const failpoints = failpointsFromEnvironment(ROTATION_FAILPOINTS);
+  if (failpoints !== undefined) logger.warn({ failpoints: failpoints.armed }, 'failpoints armed: this process kills itself when it reaches them (crash tests only)');
   let policy = loadPolicyFile(config.policy.file);
 
   const tls = {
@@ -141,6 +147,10 @@ export async function startService(config: Readonly<SignetConfig>, options: Star
   metrics.watchStore(openedStore);
   // Freezes and revoked client certificates, as the signing path sees them.
   const guard = new SigningGuard({ store: openedStore, cacheMs: config.governance.signingGuardCacheMs });
+  // Periodic work runs on one replica of the cluster at a time: each duty's round runs
+  // only while this replica holds the duty's lease in storage (service/leadership.ts).
+  // Rotation executions hold a lease of their own under the same holder name.
+  const leadership = clusterLeadership(openedStore.leases, logger);
   const governance =
     sealer === undefined
       ? undefined
@@ -153,6 +163,8 @@ export async function startService(config: Readonly<SignetConfig>, options: Star
           logger,
           logKeyName: config.log.keyName,
           now: () => new Date(),
+          executionHolder: leadership.holder,
+          ...(failpoints === undefined ? {} : { failpoint: failpoints.hit }),
           onChange: () => {
             guard.invalidate();
           },
@@ -224,9 +236,6 @@ export async function startService(config: Readonly<SignetConfig>, options: Star
   logger.info({ url, metricsUrl: metricsListener?.url, storage: openedStore.kind, policySha256: policy.sha256 }, 'signet listening');
   flushLogs(logger);
 
-  // Periodic work runs on one replica of the cluster at a time: each duty's round runs
-  // only while this replica holds the duty's lease in storage (service/leadership.ts).
-  const leadership = clusterLeadership(openedStore.leases, logger);
   const housekeepingMs = 60_000;
   const dutyMs = 3_600_000;
   const mayTidy = leadership.duty('housekeeping', housekeepingMs);
@@ -264,6 +273,18 @@ export async function startService(config: Readonly<SignetConfig>, options: Star
     intervalMs: dutyMs,
     mayRun: leadership.duty('key-age', dutyMs),
   });
+  // Rotations whose process died between steps are recorded `execution-interrupted`:
+  // checked at start (and once the dead process's execution lease has expired), then
+  // every minute on one replica (keyrotation/execution-lease.ts).
+  const interruptions = startInterruptionWatch({
+    store: openedStore,
+    logger,
+    now: () => new Date(),
+    holder: `${leadership.holder}:watch`,
+    leaseMs: EXECUTION_LEASE_MS,
+    intervalMs: housekeepingMs,
+    mayRun: leadership.duty('execution-recovery', housekeepingMs),
+  });
 
   let stopped: Promise<void> | undefined;
   const openListener = listener;
@@ -291,6 +312,7 @@ export async function startService(config: Readonly<SignetConfig>, options: Star
         logger.info({ inFlight }, 'shutting down: no new requests');
         await caDuties.stop();
         await keyAgeDuties.stop();
+        await interruptions.stop();
         // Another replica takes the duties over at its next round, not after the leases expire.
         await leadership.releaseAll();
         await openListener.close(config.server.shutdownGraceMs);

@@ -36,6 +36,8 @@ export interface ServeProcess {
   readonly child: ChildProcess;
   output(): string;
   stop(signal?: NodeJS.Signals): Promise<number | null>;
+  /** Resolves when the process has exited, with its exit code or the signal that ended it. */
+  readonly exited: Promise<{ readonly code: number | null; readonly signal: NodeJS.Signals | null }>;
 }
 
 /** Starts `signet serve` and resolves once it logs that it listens (or rejects with its output if it exits). */
@@ -45,7 +47,12 @@ export async function startServe(config: string, env: NodeJS.ProcessEnv = proces
   let output = '';
   child.stdout.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr.on('data', (d: Buffer) => (output += d.toString()));
-  const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+  const exitStatus = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.on('close', (code, signal) => {
+      resolve({ code, signal });
+    });
+  });
+  const exited = exitStatus.then((status) => status.code);
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => { reject(new Error(`serve did not start:\n${output}`)); }, 30_000);
     const check = setInterval(() => {
@@ -63,6 +70,7 @@ export async function startServe(config: string, env: NodeJS.ProcessEnv = proces
   });
   return {
     child,
+    exited: exitStatus,
     output: () => output,
     stop: async (signal = 'SIGTERM') => {
       child.kill(signal);

@@ -6,58 +6,36 @@
  *
  * A code counts once per officer and only codes of the current step ±1 are accepted, so
  * an officer can approve at most twice in quick succession (steps t and t+1): each
- * scenario runs on its own `signet init` directory to have fresh officers.
+ * scenario runs on its own `signet init` directory to have fresh officers. The helpers
+ * are shared with other officer tests (test/helpers/officers.ts).
  */
-import { execFileSync } from 'node:child_process';
-import { createHash, verify } from 'node:crypto';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { verify } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signatureValidAt } from '../../keyrotation/lifecycle.js';
 import type { KeyVersionRecord } from '../../store/store.js';
 import { loadCertificateAuthority, issueLeafCertificate, toPem } from '../../tls/dev-pki.js';
-import { runCli, startServe, type CliResult, type ServeProcess } from '../helpers/cli.js';
+import { runCli } from '../helpers/cli.js';
 import { httpsCall } from '../helpers/dev-env.js';
-
-interface InitJson {
-  config: string;
-  url: string;
-  caCert: string;
-  clientCert: string;
-  clientKey: string;
-  project: string;
-  keyId: string;
-  officers: { name: string; cert: string; key: string; totpSecret: string }[];
-}
-
-interface Environment {
-  readonly dir: string;
-  readonly init: InitJson;
-  readonly serve: ServeProcess;
-  secret(officer: string): string;
-}
+import {
+  allLeavesText,
+  approve,
+  getJson,
+  governanceEvents,
+  json,
+  officer,
+  propose,
+  setUpOfficers,
+  sign,
+  totp,
+  type OfficerEnvironment as Environment,
+} from '../helpers/officers.js';
 
 const environments: Environment[] = [];
 
 async function setUp(): Promise<Environment> {
-  const dir = mkdtempSync(join(tmpdir(), 'signet-officers-'));
-  const port = 20_000 + Math.floor(Math.random() * 20_000);
-  const result = await runCli(['init', '--dir', dir, '--json', '--port', String(port)]);
-  expect(result.stderr).toBe('');
-  expect(result.code).toBe(0);
-  const init = JSON.parse(result.stdout) as InitJson;
-  const serve = await startServe(init.config);
-  const env: Environment = {
-    dir,
-    init,
-    serve,
-    secret: (officer) => {
-      const found = init.officers.find((o) => o.name === officer);
-      if (found === undefined) throw new Error(`no officer ${officer}`);
-      return found.totpSecret;
-    },
-  };
+  const env = await setUpOfficers();
   environments.push(env);
   return env;
 }
@@ -65,63 +43,6 @@ async function setUp(): Promise<Environment> {
 afterAll(async () => {
   for (const env of environments) expect(await env.serve.stop()).toBe(0);
 });
-
-/** The officer's code now, or `offsetSeconds` later (the next step), by oathtool. */
-function totp(secret: string, offsetSeconds = 0): string {
-  const args = ['--totp', '-b', secret, ...(offsetSeconds === 0 ? [] : ['-N', `now + ${offsetSeconds} seconds`])];
-  return execFileSync('oathtool', args).toString().trim();
-}
-
-async function officer(env: Environment, name: string, ...args: string[]): Promise<CliResult> {
-  return runCli(['officer', ...args, '--dir', env.dir, '--officer', name, '--json']);
-}
-
-function json(result: CliResult): any {
-  expect(result.stderr, result.stderr).not.toContain('INTERNAL');
-  expect(result.code, result.stderr).toBe(0);
-  return JSON.parse(result.stdout);
-}
-
-async function propose(env: Environment, name: string, ...args: string[]): Promise<{ id: string; hash: string }> {
-  const proposal = json(await officer(env, name, 'propose', ...args)) as { id: string; hash: string; status: string };
-  expect(proposal.status).toBe('open');
-  return proposal;
-}
-
-async function approve(env: Environment, name: string, id: string, code: string): Promise<CliResult> {
-  return officer(env, name, 'approve', id, '--code', code);
-}
-
-/** `signet sign` of a fresh artifact with a fresh dev token. */
-async function sign(env: Environment, content: string): Promise<{ result: CliResult; artifact: string }> {
-  const token = await runCli(['dev-token', '--dir', env.dir]);
-  expect(token.code).toBe(0);
-  const artifact = join(env.dir, `artifact-${createHash('sha256').update(content).digest('hex').slice(0, 8)}.txt`);
-  writeFileSync(artifact, content);
-  const result = await runCli(['sign', '--dir', env.dir, '--file', artifact, '--json'], { env: { ...process.env, SIGNET_ID_TOKEN: token.stdout.trim() } });
-  return { result, artifact };
-}
-
-async function getJson(env: Environment, path: string): Promise<any> {
-  const answer = await httpsCall(`${env.init.url}${path}`, { ca: readFileSync(env.init.caCert) });
-  expect(answer.status, answer.text).toBe(200);
-  return answer.json;
-}
-
-/** Every governance entry of the log, decoded. */
-async function governanceEvents(env: Environment): Promise<Record<string, any>[]> {
-  const { treeSize } = (await getJson(env, '/v1/log')) as { treeSize: number };
-  const { entries } = (await getJson(env, `/v1/log/entries?start=0&end=${treeSize}`)) as { entries: { kind: string; leaf: string }[] };
-  return entries
-    .filter((e) => e.kind === 'signet.governance/v1')
-    .map((e) => (JSON.parse(Buffer.from(e.leaf, 'base64').toString('utf8')) as { spec: Record<string, unknown> }).spec);
-}
-
-async function allLeavesText(env: Environment): Promise<string> {
-  const { treeSize } = (await getJson(env, '/v1/log')) as { treeSize: number };
-  const { entries } = (await getJson(env, `/v1/log/entries?start=0&end=${treeSize}`)) as { entries: { leaf: string }[] };
-  return entries.map((e) => Buffer.from(e.leaf, 'base64').toString('utf8')).join('\n');
-}
 
 describe('rotation by quorum', { timeout: 180_000 }, () => {
   let env: Environment;
