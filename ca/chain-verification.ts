@@ -234,14 +234,7 @@ function verifyOrRefuse(input: ChainVerificationInput): ChainVerification {
   }
   checkTime(root, 'root', at);
 
-  // Revocation: a compromised key's certificate is void whenever it signed; any other
-  // reason voids signatures made from the revocation on.
   const serial = leaf.peculiar.serialNumber.toLowerCase();
-  const revoked = bundle.revocations.find((r) => r.serialNumber === serial);
-  if (revoked !== undefined && (revoked.reason === 'keyCompromise' || at.getTime() >= Date.parse(revoked.revokedAt))) {
-    throw new Refusal('CERT_REVOKED', 'leaf', `the leaf certificate was revoked at ${revoked.revokedAt} (${revoked.reason})`);
-  }
-
   const leafSpki = leaf.node.publicKey.export({ type: 'spki', format: 'der' });
   const sameKey = (pem: string): boolean => {
     try {
@@ -251,8 +244,23 @@ function verifyOrRefuse(input: ChainVerificationInput): ChainVerification {
     }
   };
   const key = bundle.keys.find((k) => k.serials.includes(serial)) ?? bundle.keys.find((k) => sameKey(k.publicKeyPem));
-  if (key?.state === 'compromised' && key.compromisedAt !== null && at.getTime() >= Date.parse(key.compromisedAt)) {
-    throw new Refusal('KEY_COMPROMISED', 'leaf', `key ${key.keyId} was compromised at ${key.compromisedAt}, before the signing time`);
+  const compromisedAt = key?.state === 'compromised' && key.compromisedAt !== null ? Date.parse(key.compromisedAt) : Number.NaN;
+  if (key !== undefined && !Number.isNaN(compromisedAt) && at.getTime() >= compromisedAt) {
+    throw new Refusal('KEY_COMPROMISED', 'leaf', `key ${key.keyId} was compromised at ${key.compromisedAt ?? '?'}, before the signing time`);
+  }
+
+  // Revocation: a certificate revoked for key compromise is void whenever it signed,
+  // unless the bundle dates the compromise (a key version compromised since a time the
+  // officers set): then from that time on (or the revocation's, if earlier), as the
+  // key state above. Any other reason voids signatures made from the revocation on.
+  const revoked = bundle.revocations.find((r) => r.serialNumber === serial);
+  if (revoked !== undefined) {
+    const revokedAt = Date.parse(revoked.revokedAt);
+    const voidFrom =
+      revoked.reason !== 'keyCompromise' ? revokedAt : Number.isNaN(compromisedAt) || Number.isNaN(revokedAt) ? Number.NEGATIVE_INFINITY : Math.min(compromisedAt, revokedAt);
+    if (Number.isNaN(voidFrom) || at.getTime() >= voidFrom) {
+      throw new Refusal('CERT_REVOKED', 'leaf', `the leaf certificate was revoked at ${revoked.revokedAt} (${revoked.reason})`);
+    }
   }
 
   return {

@@ -208,6 +208,26 @@ describe('verifyCodeSigningChain', () => {
     expect(verifyCodeSigningChain({ bundle: after, leafPem: burntLeaf.certificatePem, at: new Date(compromisedAt.getTime() - 1000) }).ok).toBe(true);
   });
 
+  it('a key-compromise revocation: void from the dated compromise when the bundle gives one, else whenever it signed', async () => {
+    // As officers execute a compromise: the version `compromised` since T, its leaf revoked (keyCompromise) afterwards.
+    const dated = await signingKey(fixture, 'dated');
+    const datedLeaf = await fixture.ca.issueLeaf(dated.keyId);
+    const compromisedAt = new Date(Date.now() - 60_000);
+    await fixture.store.keys.updateState(dated.keyId, 'compromised', compromisedAt.toISOString());
+    await fixture.ca.revoke(datedLeaf.serialNumber, 'keyCompromise');
+    const bundle = await bundleOf(fixture.store);
+    expect(verifyCodeSigningChain({ bundle, leafPem: datedLeaf.certificatePem, at: new Date(compromisedAt.getTime() - 1000) }).ok).toBe(true);
+    expectRefused(verifyCodeSigningChain({ bundle, leafPem: datedLeaf.certificatePem, at: compromisedAt }), 'KEY_COMPROMISED', /compromised at/);
+    expectRefused(verifyCodeSigningChain({ bundle, leafPem: datedLeaf.certificatePem, at: new Date() }), 'KEY_COMPROMISED', /compromised at/);
+
+    // Revoked for key compromise with no dated compromise (`signet ca revoke`): nothing it signed holds.
+    const undated = await signingKey(fixture, 'undated');
+    const undatedLeaf = await fixture.ca.issueLeaf(undated.keyId);
+    await fixture.ca.revoke(undatedLeaf.serialNumber, 'keyCompromise');
+    const after = await bundleOf(fixture.store);
+    expectRefused(verifyCodeSigningChain({ bundle: after, leafPem: undatedLeaf.certificatePem, at: new Date(Date.now() - 30_000) }), 'CERT_REVOKED', /keyCompromise/);
+  });
+
   it('refuses malformed input with a code instead of throwing', async () => {
     const bundle = await bundleOf(fixture.store);
     for (const bad of [null, 'text', [], {}, { ...bundle, roots: 'x' }, { ...bundle, keys: [{ keyId: 1 }] }, { ...bundle, revocations: [null] }]) {
