@@ -21,7 +21,7 @@
  *
  * Options: --seconds S (per phase, default 10), --connections N (default 16),
  * --rounds R (with/without-log rounds, default 3), --json, --only signing|log|storage-compare|verify,
- * --log-entries N (default 1,000,000). The log figures are in bench/log-bench.ts.
+ * --log-entries N (default 1,000,000), --profile DIR (V8 CPU profiles of the services). The log figures are in bench/log-bench.ts.
  *
  * `--only verify` (bench/verify-bench.ts) times `signet verify` of a release of
  * --artifacts N files (default 1,000) totalling --release-mib M (default 1,024) against
@@ -67,6 +67,7 @@ const { values } = parseArgs({
     'postgres-url': { type: 'string' },
     'pool-size': { type: 'string' },
     artifacts: { type: 'string' },
+    profile: { type: 'string' },
     'release-mib': { type: 'string' },
   },
 });
@@ -108,7 +109,9 @@ type LogVariant = 'on' | 'off' | 'promises';
 
 /** The service in its own process (bench/serve.ts), on `port` and `database`, with its log, without, or with promises. */
 function startBenchService(configPath: string, port: number, database: string, variant: LogVariant): ChildProcess {
-  const args = [join(here, 'serve.js'), '--config', configPath, '--port', String(port), '--database', database, '--log', variant];
+  // --profile DIR: each service writes a V8 CPU profile there when it stops (open it in Chrome's DevTools).
+  const profile = values.profile === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', values.profile, '--cpu-prof-name', `service-log-${variant}.cpuprofile`];
+  const args = [...profile, join(here, 'serve.js'), '--config', configPath, '--port', String(port), '--database', database, '--log', variant];
   return spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'inherit'] });
 }
 
@@ -191,11 +194,20 @@ async function main(): Promise<void> {
   // Every service starts from init's database, each on a file of its own.
   const variants: readonly LogVariant[] = ['on', 'off', 'promises'];
   const services = new Map<LogVariant, { port: number; child: ChildProcess; nextToken: number; runs: LoadRun[] }>();
+  const ca = readFileSync(init.caCert);
+  const urlOf = (servicePort: number): string => {
+    const url = new URL(init.url);
+    url.port = String(servicePort);
+    return url.origin;
+  };
   for (const variant of variants) {
     const database = variant === 'on' ? init.database : join(dir, `log-${variant}.db`);
     if (variant !== 'on') copyFileSync(init.database, database);
     const servicePort = variant === 'on' ? port : await freePort();
     services.set(variant, { port: servicePort, child: startBenchService(init.config, servicePort, database, variant), nextToken: 0, runs: [] });
+    // One at a time: SoftHSM processes starting together on one token directory
+    // sometimes miss the token while another rewrites its files.
+    await waitReady(urlOf(servicePort), ca);
   }
   const service = (variant: LogVariant): { port: number; child: ChildProcess; nextToken: number; runs: LoadRun[] } => {
     const found = services.get(variant);
@@ -203,13 +215,6 @@ async function main(): Promise<void> {
     return found;
   };
   try {
-    const ca = readFileSync(init.caCert);
-    const urlOf = (servicePort: number): string => {
-      const url = new URL(init.url);
-      url.port = String(servicePort);
-      return url.origin;
-    };
-    for (const variant of variants) await waitReady(urlOf(service(variant).port), ca);
     const targetOf = (variant: LogVariant): LoadTarget => ({
       url: `${urlOf(service(variant).port)}/v1/sign`,
       ca,
