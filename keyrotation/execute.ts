@@ -38,6 +38,7 @@ import { RotationError, rotationErrorFrom } from './errors.js';
 import { EXECUTION_LEASE_MS, leftoverPendingVersion, takeExecution, type ExecutionLeaseContext, type HeldExecution } from './execution-lease.js';
 import { GovernanceError } from './governance-errors.js';
 import { formatKeyId } from './key-id.js';
+import { wholeSeconds } from './lifecycle.js';
 import { governanceEntry, type KeyVersionChange } from './log-entries.js';
 import { loadGovernance } from './officers.js';
 import { checkExecution, keyVersionsAfter, rotationAlgorithm, type ProposalRecord, type QuorumStatus } from './proposals.js';
@@ -97,11 +98,6 @@ export interface ExecutionResult {
   readonly quorum: QuorumStatus;
   /** Key versions the execution changed, as stored. */
   readonly keys: readonly KeyVersionRecord[];
-}
-
-/** Whole seconds: the resolution of the log's integratedTime. */
-export function wholeSeconds(at: Date): Date {
-  return new Date(Math.floor(at.getTime() / 1000) * 1000);
 }
 
 /** The key name a key action touches, or null. */

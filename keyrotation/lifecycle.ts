@@ -29,6 +29,16 @@ export const KEY_TRANSITIONS: Readonly<Record<KeyState, readonly KeyState[]>> = 
   compromised: Object.freeze(['compromised'] as const),
 });
 
+/**
+ * Whole seconds: the resolution of the log's integratedTime. Every time a key version
+ * records (creation, window start and end, compromise) is whole seconds, so windows
+ * compare exactly with log times and a rotation in the second a key was created still
+ * gives the old version a window that is not negative.
+ */
+export function wholeSeconds(at: Date): Date {
+  return new Date(Math.floor(at.getTime() / 1000) * 1000);
+}
+
 export function canTransition(from: KeyState, to: KeyState): boolean {
   return KEY_TRANSITIONS[from].includes(to);
 }
@@ -178,6 +188,10 @@ export function planRotation(
   if (other !== undefined) throw new KeyError('KEY_STATE_CONFLICT', `key ${next.name} has ${active.length} active versions`);
   if (next.version <= current.version) {
     throw new KeyError('KEY_STATE_CONFLICT', `key version ${nextKeyId} is not newer than the active ${current.keyId}`);
+  }
+  // A clock behind the active version's start (a replica with a skewed clock) would give it a negative window.
+  if (at.getTime() < Date.parse(current.notBefore)) {
+    throw new KeyError('KEY_STATE_CONFLICT', `the rotation time is before ${current.keyId} became active; check the clocks`);
   }
   return {
     retiring: transition(current, { to: 'verify-only', at }),

@@ -9,6 +9,7 @@ import type { Hsm, HsmKeyRef } from '../signer/types.js';
 import type { KeyVersionRecord, SignetStore } from '../store/store.js';
 import { KeyError } from './errors.js';
 import { formatKeyId, isKeyName, parseKeyReference } from './key-id.js';
+import { wholeSeconds } from './lifecycle.js';
 
 export function keyRef(record: KeyVersionRecord): HsmKeyRef {
   return { hsmKeyId: record.hsmKeyId, algorithm: record.algorithm };
@@ -39,7 +40,7 @@ export async function createSigningKey(
   const version = existing.reduce((max, k) => Math.max(max, k.version), 0) + 1;
   const keyId = formatKeyId(name, version);
   const generated = await hsm.generateKeyPair(algorithm, `signet:${keyId}`);
-  const at = now.toISOString();
+  const at = wholeSeconds(now).toISOString();
   const record: KeyVersionRecord = {
     keyId,
     name,

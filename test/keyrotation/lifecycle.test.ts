@@ -255,6 +255,7 @@ describe('rotation plan and the single-active invariant', () => {
     refuses([{ ...v1, state: 'verify-only', notAfter: plus(T0, 10).toISOString() }, v2], 'demo@2'); // no active version
     refuses([v1, { ...v1, keyId: 'demo@3', version: 3 }, v2], 'demo@2'); // two active versions
     refuses([{ ...v1, keyId: 'demo@3', version: 3 }, v2], 'demo@2'); // not newer
+    refuses([{ ...v1, notBefore: plus(T0, 10_000).toISOString() }, v2], 'demo@2'); // a clock behind the active version's start
   });
 
   it('assertSingleActive finds two active versions of one name only', () => {
