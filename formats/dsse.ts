@@ -51,18 +51,33 @@ export function buildDsseEnvelope(payloadType: string, payload: Buffer, signatur
   };
 }
 
-/** Standard or URL-safe base64 (envelope.md allows either), padding optional. */
-const BASE64 = /^(?:[A-Za-z0-9+/]|[A-Za-z0-9_-])*={0,2}$/;
+/**
+ * Standard or URL-safe base64 (envelope.md allows either), padding optional. One
+ * character class, no alternation: `(?:[A-Za-z0-9+/]|[A-Za-z0-9_-])*` backtracks
+ * exponentially on a long payload with one bad character (a verifier hang).
+ */
+const BASE64 = /^[A-Za-z0-9+/_-]*={0,2}$/;
 
 function decodeBase64(text: string): Buffer {
   return Buffer.from(text.replace(/-/g, '+').replace(/_/g, '/'), 'base64');
 }
 
+/**
+ * Canonical: the text is what encoding its bytes gives (in its alphabet, padded or
+ * not). Unused bits set in the last character (RFC 4648, section 3.5), or padding of
+ * the wrong length, would let two texts stand for one envelope.
+ */
+function isCanonicalBase64(text: string): boolean {
+  const standard = text.replace(/-/g, '+').replace(/_/g, '/');
+  if (standard.includes('=') && standard.length % 4 !== 0) return false;
+  return decodeBase64(text).toString('base64').replace(/=+$/, '') === standard.replace(/=+$/, '');
+}
+
 const envelopeSchema = z.object({
   payloadType: z.string().min(1).max(1024),
-  payload: z.string().regex(BASE64, 'base64'),
+  payload: z.string().max(64 * 1024 * 1024).regex(BASE64, 'base64').refine(isCanonicalBase64, 'canonical base64'),
   signatures: z
-    .array(z.object({ keyid: z.string().max(1024).optional(), sig: z.string().min(1).max(65_536).regex(BASE64, 'base64') }))
+    .array(z.object({ keyid: z.string().max(1024).optional(), sig: z.string().min(1).max(65_536).regex(BASE64, 'base64').refine(isCanonicalBase64, 'canonical base64') }))
     .min(1)
     .max(64),
 });

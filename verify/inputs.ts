@@ -24,9 +24,15 @@ import { quoted, refuse } from './result.js';
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 const HEX = /^[0-9a-f]*$/;
 
-function decodeBase64(text: string): Buffer | null {
+/**
+ * Canonical padded base64 (RFC 4648, section 4), or null. The unused low bits of the
+ * last character must be zero (section 3.5): otherwise two texts decode to the same
+ * bytes, and a changed release file would still verify.
+ */
+export function decodeBase64(text: string): Buffer | null {
   if (!BASE64.test(text) || text.length % 4 !== 0) return null;
-  return Buffer.from(text, 'base64');
+  const bytes = Buffer.from(text, 'base64');
+  return bytes.toString('base64') === text ? bytes : null;
 }
 
 const base64 = z.string().max(16 * 1024 * 1024).refine((s) => decodeBase64(s) !== null, 'base64');

@@ -30,7 +30,7 @@ import { ENVELOPE_SIGNATURE_API_VERSION, ENVELOPE_SIGNATURE_BODY_KIND, hashedRek
 import { leafHash as merkleLeafHash, verifyInclusion } from '../log/merkle.js';
 import { dsseRekordLeaf } from '../formats/rekor-dsse.js';
 import { isDigestAlgorithm } from '../signer/algorithms.js';
-import type { LogEvidence, TrustBundleKey, TrustView } from './inputs.js';
+import { decodeBase64, type LogEvidence, type TrustBundleKey, type TrustView } from './inputs.js';
 import { quoted, refuse, type LoggedIdentity, type LogTimeSource } from './result.js';
 import type { LoggedSignature, VerifiedSignature } from './signed-content.js';
 import { samePublicKey } from './signing-key.js';
@@ -64,7 +64,7 @@ function field(value: unknown, ...path: string[]): unknown {
 const entryMismatch = (detail: string) => refuse('inclusion-proof-mismatch', 'LOG_ENTRY_MISMATCH', `the log entry does not record this signature: ${detail}`);
 
 function base64Field(value: unknown): Buffer | null {
-  return typeof value === 'string' && /^[A-Za-z0-9+/]*={0,2}$/.test(value) ? Buffer.from(value, 'base64') : null;
+  return typeof value === 'string' ? decodeBase64(value) : null;
 }
 
 /** A logged public key or certificate (base64 of its PEM) holds the signing key. */

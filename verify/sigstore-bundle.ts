@@ -9,12 +9,12 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { SIGSTORE_BUNDLE_V03_MEDIA_TYPE } from '../formats/sigstore-bundle.js';
-import type { LogEvidence } from './inputs.js';
+import { decodeBase64, type LogEvidence } from './inputs.js';
 import { refuse } from './result.js';
 import { pemOfDer } from './signing-key.js';
 
-const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
-const base64 = z.string().max(16 * 1024 * 1024).regex(BASE64);
+/** Canonical base64 only (inputs.ts, decodeBase64): the bundle's fields bind the release bit for bit. */
+const base64 = z.string().max(16 * 1024 * 1024).refine((text) => decodeBase64(text) !== null, 'canonical base64');
 const int64 = z.string().regex(/^(0|[1-9][0-9]{0,15})$/).transform(Number).pipe(z.number().int().max(Number.MAX_SAFE_INTEGER));
 
 const tlogEntrySchema = z.object({
@@ -150,7 +150,11 @@ export function mergeEvidence(fromBundle: LogEvidence, fromReceipt: LogEvidence 
     fromReceipt.checkpoint === fromBundle.checkpoint &&
     fromReceipt.inclusionProof.length === fromBundle.inclusionProof.length &&
     fromReceipt.inclusionProof.every((h, i) => fromBundle.inclusionProof[i]?.equals(h) === true) &&
-    (fromReceipt.leaf === null || fromReceipt.leaf.equals(fromBundle.leaf ?? Buffer.alloc(0)));
+    (fromReceipt.leaf === null || fromReceipt.leaf.equals(fromBundle.leaf ?? Buffer.alloc(0))) &&
+    // A promise in one and not the other is two stories too (a bundle stripped of it, say).
+    (fromReceipt.inclusionPromise === null
+      ? fromBundle.inclusionPromise === null
+      : fromBundle.inclusionPromise !== null && fromReceipt.inclusionPromise.equals(fromBundle.inclusionPromise));
   if (!same) throw refuse('inclusion-proof-mismatch', 'RECEIPT_BUNDLE_MISMATCH', "the receipt's log entry is not the Sigstore bundle's");
   return { ...fromBundle, decisionIndex: fromReceipt.decisionIndex, decision: fromReceipt.decision };
 }

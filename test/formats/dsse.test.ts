@@ -114,6 +114,10 @@ describe('parseDsseEnvelope (hostile input)', () => {
     [null, 'null'],
     [{ payloadType: '', payload: '', signatures: [{ sig: 'AA==' }] }, 'empty type'],
     [{ payloadType: 't', payload: 'not base64!', signatures: [{ sig: 'AA==' }] }, 'bad payload'],
+    // Hung the parser (exponential backtracking) before its base64 pattern became one class.
+    [{ payloadType: 't', payload: `${'A'.repeat(4096)}~`, signatures: [{ sig: 'AA==' }] }, 'long payload, one bad character'],
+    [{ payloadType: 't', payload: 'AB==', signatures: [{ sig: 'AA==' }] }, 'unused bits set'],
+    [{ payloadType: 't', payload: 'AA=', signatures: [{ sig: 'AA==' }] }, 'short padding'],
     [{ payloadType: 't', payload: '', signatures: [] }, 'no signature'],
     [{ payloadType: 't', payload: '', signatures: [{ sig: '' }] }, 'empty signature'],
     [{ payloadType: 't', payload: '', signatures: [{ sig: 'AA==', keyid: 7 }] }, 'numeric keyid'],

@@ -556,7 +556,24 @@ describe('exit 9: the checkpoint (or inclusion promise) is not signed by the log
     const bundle = JSON.parse(release.signature.toString('utf8'));
     const entry = bundle.verificationMaterial.tlogEntries[0];
     entry.inclusionPromise.signedEntryTimestamp = flipBase64(entry.inclusionPromise.signedEntryTimestamp);
-    expectRefused(await verify({ ...release, signature: Buffer.from(JSON.stringify(bundle)) }), 'checkpoint-invalid', 'INCLUSION_PROMISE_INVALID');
+    // Changed in the bundle alone, it is a receipt and a bundle that disagree.
+    expectRefused(await verify({ ...release, signature: Buffer.from(JSON.stringify(bundle)) }), 'inclusion-proof-mismatch', 'RECEIPT_BUNDLE_MISMATCH');
+    const receipt = copy(release.receipt);
+    receipt.log.inclusionPromise = entry.inclusionPromise.signedEntryTimestamp;
+    expectRefused(await verify({ ...release, signature: Buffer.from(JSON.stringify(bundle)), receipt }), 'checkpoint-invalid', 'INCLUSION_PROMISE_INVALID');
+    // The same bytes in another spelling: base64 whose unused bits are set (RFC 4648, 3.5).
+    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
+    const unusedBitSet = (text: string): string => {
+      const at = text.indexOf('=') - 1;
+      return `${text.slice(0, at)}${alphabet[alphabet.indexOf(text.charAt(at)) ^ 1] ?? ''}${text.slice(at + 1)}`;
+    };
+    const respelled = JSON.parse(release.signature.toString('utf8'));
+    respelled.verificationMaterial.tlogEntries[0].logId.keyId = unusedBitSet(respelled.verificationMaterial.tlogEntries[0].logId.keyId);
+    expect(Buffer.from(respelled.verificationMaterial.tlogEntries[0].logId.keyId, 'base64')).toEqual(Buffer.from(entry.logId.keyId, 'base64'));
+    expectRefused(await verify({ ...release, signature: Buffer.from(JSON.stringify(respelled)) }), 'signature-invalid', 'SIGNATURE_MALFORMED');
+    // Removed from the bundle: the receipt still says there was one.
+    delete entry.inclusionPromise;
+    expectRefused(await verify({ ...release, signature: Buffer.from(JSON.stringify(bundle)) }), 'inclusion-proof-mismatch', 'RECEIPT_BUNDLE_MISMATCH');
   });
 });
 
