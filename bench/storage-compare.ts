@@ -17,7 +17,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
@@ -51,6 +51,8 @@ export interface StorageCompareResult {
   readonly postgresOverSqlite: number;
   readonly postgresOverSqliteByRound: readonly number[];
   readonly twoReplicasOverSqlite: number;
+  /** The machine's load averages (1, 5, 15 min) as the measured rounds began and ended: the rates depend on what else ran. */
+  readonly loadAverage: { readonly before: readonly number[]; readonly after: readonly number[] };
 }
 
 async function freePort(): Promise<number> {
@@ -169,6 +171,7 @@ export async function runStorageCompare(options: StorageCompareOptions): Promise
     // Warm-up: JIT, TLS sessions, HSM session pools, connection pools.
     for (const variant of VARIANTS) await load(variant, Math.min(2, options.seconds));
     const runs: Record<Variant, LoadRun[]> = { sqlite: [], postgres: [], 'postgres-2-replicas': [] };
+    const loadBefore = loadavg();
     for (let round = 0; round < options.rounds; round += 1) {
       const order = round % 2 === 0 ? VARIANTS : [...VARIANTS].reverse();
       for (const variant of order) runs[variant].push(await load(variant, options.seconds));
@@ -184,6 +187,7 @@ export async function runStorageCompare(options: StorageCompareOptions): Promise
       postgresOverSqlite: rates.postgres.perSecond / rates.sqlite.perSecond,
       postgresOverSqliteByRound: runs.postgres.map((run, i) => summarise([run]).perSecond / summarise([runs.sqlite[i] as LoadRun]).perSecond),
       twoReplicasOverSqlite: rates['postgres-2-replicas'].perSecond / rates.sqlite.perSecond,
+      loadAverage: { before: loadBefore, after: loadavg() },
     };
   } finally {
     for (const child of children) await stop(child);
@@ -206,6 +210,7 @@ export function formatStorageCompare(result: StorageCompareResult): string {
     row(`POST /v1/sign, PostgreSQL, 2 replicas`, result.rates['postgres-2-replicas']),
     `PostgreSQL / SQLite                      ${percent(result.postgresOverSqlite)}   (rounds: ${result.postgresOverSqliteByRound.map(percent).join(', ')}; target ≥ 50%)`,
     `PostgreSQL, 2 replicas / SQLite          ${percent(result.twoReplicasOverSqlite)}`,
+    `load average (1, 5, 15 min)             ${result.loadAverage.before.map((v) => v.toFixed(2)).join(', ')} before, ${result.loadAverage.after.map((v) => v.toFixed(2)).join(', ')} after`,
     '',
   ].join('\n');
 }

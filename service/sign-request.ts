@@ -43,7 +43,7 @@ import type { DsseEnvelope } from '../formats/dsse.js';
 import type { SigstoreBundle } from '../formats/sigstore-bundle.js';
 import { DECISION_KIND, decisionLeaf, type DecisionEntry } from '../log/entries.js';
 import type { TransparencyLog } from '../log/transparency-log.js';
-import type { CounterIncrement, CounterRepository, LogEntryInput, SignetStore, TokenUseRecord } from '../store/store.js';
+import type { CounterIncrement, CounterRepository, LogEntryInput, SignetStore, TokenUseRecord, TransactionOptions } from '../store/store.js';
 import { SignError } from './errors.js';
 import { checkFormatRequest, completeAnswer, signInFormat, signingChain, type SignReceipt } from './sign-formats.js';
 
@@ -237,7 +237,7 @@ export async function signRequest(deps: SignRequestDependencies, caller: SignCal
       };
       await tx.tokenUses.complete(identity.issuer, identity.tokenId, requestHash, JSON.stringify(answer));
       return answer;
-    });
+    }, SIGNING_TRANSACTION);
   } catch (error) {
     await deps.store.tokenUses.release(identity.issuer, identity.tokenId, requestHash).catch(() => undefined);
     throw error;
@@ -270,6 +270,13 @@ async function answerWithReceipt(
   const completed = await completeAnswer({ log: deps.log, answer: stored, entry: stored.log, ...(known === undefined ? {} : { known }) });
   return { ...stored, ...completed };
 }
+
+/**
+ * The two transactions of the signing path act only through their handle (a claim,
+ * consumes, appends, a completion: nothing else, no state of their own), so storage
+ * may run those begun at once together and run one again if it must (store.ts).
+ */
+const SIGNING_TRANSACTION: TransactionOptions = { concurrent: true };
 
 type SigningStart =
   /** The token was claimed, the limits consumed and the allow logged, in one commit. */
@@ -321,7 +328,7 @@ async function startSigning(
       }
       const [decisionIndex = -1] = await deps.log.appendIn(tx, [entry(decision.allow)]);
       return { kind: 'started', decisionIndex };
-    });
+    }, SIGNING_TRANSACTION);
     if (outcome.kind !== 'used') return outcome;
     const record = outcome.record;
     if (record.requestHash !== requestHash) {

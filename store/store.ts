@@ -400,6 +400,23 @@ export interface StoreTransaction {
   readonly governance: GovernanceRepository;
 }
 
+export interface TransactionOptions {
+  /**
+   * A promise by the caller that `work` may share its database transaction: it acts
+   * only through its handle (nothing outside storage, no reads of state it keeps
+   * elsewhere), and it is correct whatever other such transactions begun at the same
+   * time do alongside it, in any interleaving of their calls (the signing path's:
+   * single-use claims, consumes and appends, which commute or are decided by the
+   * database). A backend may then run such transactions at the same time in one
+   * database transaction, and, if any of them fails, roll them all back and run each
+   * again from the start, alone: `work` may run more than once; only its last run's
+   * result counts and only its writes commit. Default false. PostgreSQL uses it (one
+   * round trip for the whole group's calls instead of one per transaction); SQLite,
+   * whose transactions never wait for the network, ignores it.
+   */
+  readonly concurrent?: boolean;
+}
+
 export interface SignetStore extends StoreTransaction {
   /** Which backend this is, for logs and metrics. */
   readonly kind: 'sqlite' | 'postgres';
@@ -410,7 +427,7 @@ export interface SignetStore extends StoreTransaction {
   /** Schema version after migration (the highest applied migration). */
   schemaVersion(): Promise<number>;
   /** Runs `work` atomically: all of its writes commit together or none do. */
-  transaction<T>(work: (tx: StoreTransaction) => Promise<T>): Promise<T>;
+  transaction<T>(work: (tx: StoreTransaction) => Promise<T>, options?: TransactionOptions): Promise<T>;
   /** Proves the store can durably write right now (used by /readyz). Throws StoreError. */
   checkWritable(): Promise<void>;
   close(): Promise<void>;

@@ -148,6 +148,7 @@ async function consumeOne(db: PgSession, increments: readonly CounterIncrement[]
       increments.map((i) => i.limit),
     ]);
     if (rows.length === increments.length) return ALLOWED;
+    db.requireAlone();
     const done = new Map(rows.map((row) => [windowKey(String(row.counter), String(row.window)), row.inserted === true]));
     const inserted = increments.filter((i) => done.get(windowKey(i.counter, i.window)) === true);
     const updated = increments.filter((i) => done.get(windowKey(i.counter, i.window)) === false);

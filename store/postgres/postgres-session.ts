@@ -17,9 +17,22 @@
  * SERIALIZABLE, whose failures would have to be retried by callers whose work (an HSM
  * signature) should not run twice.
  *
- * Round trips. BEGIN, SAVEPOINT and RELEASE SAVEPOINT are deferred until the next
- * statement and sent with it in one simple-protocol message (its values then written
- * into it as literals). A unit that issues no statement sends nothing at all.
+ * Round trips. Connections are pipelined (node-postgres `pipeline: true`): every
+ * statement goes on the wire at once, each with its own Sync, and the answers come back
+ * in order, so statements issued back to back share one round trip. BEGIN, SAVEPOINT,
+ * RELEASE SAVEPOINT (and a lock a unit takes first) are deferred until the next
+ * statement and sent just before it; a unit that issues no statement sends nothing at
+ * all. Statements with parameters are prepared once per connection (named), so they
+ * are parsed and planned once, not on every call.
+ *
+ * Unconfirmed writes. A write whose outcome the caller can compute for itself (a log
+ * append under the log lock: its indexes are known from the head read under that lock)
+ * may be sent without waiting for its answer (`PgSession.send`): the statements after
+ * it follow it on the wire. If it fails, the server aborts the transaction, so nothing
+ * after it can be committed; the lease records the failure with the unit that sent it
+ * (its owner), and whoever ends that unit, or the group commit around it, checks for
+ * one before committing (see `Lease.failedWrite`). Only the owner's own rollback (to a
+ * savepoint taken before the write) may clear it.
  */
 import { createHash } from 'node:crypto';
 import pg from 'pg';
@@ -40,8 +53,15 @@ const RELEASE = 'RELEASE SAVEPOINT signet_call';
 const ROLLBACK_TO = 'ROLLBACK TO SAVEPOINT signet_call; RELEASE SAVEPOINT signet_call';
 
 /** One deferred statement; an object so that two equal texts stay distinct. */
-interface Deferred {
+export interface Deferred {
   readonly sql: string;
+}
+
+/** A write sent without waiting (`Lease.send`) that the server refused. */
+export interface FailedWrite {
+  /** The unit that sent it: a plain call's session, or a transaction of a group. */
+  readonly owner: object;
+  readonly error: unknown;
 }
 
 /**
@@ -58,6 +78,8 @@ export class Lease {
   #broken = false;
   #released = false;
   #pending: Deferred[] = [];
+  #failedWrite: FailedWrite | undefined;
+  #corked = false;
   /** See `PgSession.transactionMemo`. */
   readonly memo = new Map<string, unknown>();
   readonly #onError = (): void => {
@@ -88,22 +110,90 @@ export class Lease {
   /**
    * Runs one statement, after any deferred ones. Server errors propagate as thrown, so
    * that callers can tell a unique violation from a timeout; any other failure (the
-   * connection is lost, closed or unusable) becomes STORE_UNAVAILABLE here.
+   * connection is lost, closed or unusable) becomes STORE_UNAVAILABLE here. `prepare`:
+   * prepare it even without parameters (a hot statement with none).
    */
-  async query(sql: string, params: readonly unknown[] = [], what: string = this.#what): Promise<PgResult> {
-    const lead = this.#pending.splice(0).map((deferred) => deferred.sql);
+  async query(sql: string, params: readonly unknown[] = [], what: string = this.#what, prepare = false): Promise<PgResult> {
+    const lead = this.#takeLead();
+    this.#cork();
     try {
-      if (lead.length > 0 && params.length > 0) {
-        // One message instead of two: the statement goes with the deferred ones, its
-        // values written into it as literals (the simple protocol takes no parameters).
-        return lastResult(await this.#client.query([...lead, withLiterals(sql, params)].join(';\n')));
+      if (params.length === 0 && !prepare) {
+        // One simple-protocol message, the deferred statements first.
+        return lastResult(await this.#client.query(lead === undefined ? sql : `${lead};\n${sql}`));
       }
-      const text = lead.length > 0 ? [...lead, sql].join(';\n') : sql;
-      return lastResult(await this.#client.query(params.length > 0 ? named(text, params) : text));
+      // Pipelined: the deferred statements and this one go out together.
+      const leading = lead === undefined ? undefined : this.#client.query(lead);
+      const statement = this.#client.query(named(sql, params));
+      if (leading === undefined) return lastResult(await statement);
+      const [first, second] = await Promise.allSettled([leading, statement]);
+      // A deferred statement that failed is the cause; the statement after it only
+      // found the transaction aborted.
+      if (first.status === 'rejected') throw first.reason;
+      if (second.status === 'rejected') throw second.reason;
+      return lastResult(second.value);
     } catch (error) {
       if (breaksConnection(error)) this.#broken = true;
       throw sqlState(error) === null ? translatePostgresError(error, what) : error;
     }
+  }
+
+  /**
+   * Sends one write, after any deferred ones, without waiting for its answer; the
+   * statements sent after it follow it on the wire. A failure is recorded (the first
+   * one, with `owner`, the unit that sent it) and reported through `onFailure`; inside a
+   * transaction it has aborted the transaction, so nothing after it commits.
+   */
+  send(sql: string, params: readonly unknown[], owner: object, onFailure: () => void): void {
+    const lead = this.#takeLead();
+    this.#cork();
+    const leading = lead === undefined ? undefined : this.#client.query(lead);
+    const statement = this.#client.query(params.length > 0 ? named(sql, params) : sql);
+    const fail = (error: unknown): void => {
+      if (breaksConnection(error)) this.#broken = true;
+      this.#failedWrite ??= { owner, error };
+      onFailure();
+    };
+    // Handled as each answer arrives, so that the failure is recorded before anyone
+    // awaiting a statement sent later hears of that one.
+    leading?.catch(fail);
+    statement.catch(fail);
+  }
+
+  /**
+   * The first write sent with `send` that failed, and the unit that sent it, until
+   * that unit's rollback clears it. Known once any statement sent after it has been
+   * answered.
+   */
+  failedWrite(): FailedWrite | undefined {
+    return this.#failedWrite;
+  }
+
+  /** The owner's unit was rolled back to before its writes: its failed write is undone with it. */
+  clearFailedWrite(owner: object): void {
+    if (this.#failedWrite?.owner === owner) this.#failedWrite = undefined;
+  }
+
+  /**
+   * Holds what is written to the connection until the end of this turn of the event
+   * loop (once the promise jobs queued now have run), so that the statements issued in
+   * it leave in one write: one system call instead of one per statement (each statement
+   * is several protocol messages, which node-postgres itself writes together).
+   */
+  #cork(): void {
+    if (this.#corked) return;
+    const { stream } = (this.#client as unknown as pg.Client).connection;
+    this.#corked = true;
+    stream.cork();
+    process.nextTick(() => {
+      this.#corked = false;
+      stream.uncork();
+    });
+  }
+
+  /** The deferred statements as one simple-protocol text, or undefined; they count as sent. */
+  #takeLead(): string | undefined {
+    const lead = this.#pending.splice(0).map((deferred) => deferred.sql);
+    return lead.length === 0 ? undefined : lead.join(';\n');
   }
 
   /**
@@ -122,10 +212,16 @@ export class Lease {
     this.#broken = true;
   }
 
+  /** The connection failed: it is destroyed when released. */
+  isBroken(): boolean {
+    return this.#broken;
+  }
+
   release(): void {
     if (this.#released) return;
     this.#released = true;
     this.#pending = [];
+    this.#failedWrite = undefined;
     this.memo.clear();
     if (this.#broken) {
       // The listener stays: the closing socket may still report an error.
@@ -153,30 +249,6 @@ function named(text: string, params: readonly unknown[]): pg.QueryConfig {
 
 const STATEMENT_NAMES = new Map<string, string>();
 
-/**
- * `sql` with each `$n` replaced by its value as an SQL literal, quoted by the driver's
- * own escapeLiteral (text), as a hex decode (bytes), or as a decimal (numbers). Only
- * for this module's constant statements, whose parameters are validated values; a
- * value of another type is a bug, refused with a TypeError.
- */
-function withLiterals(sql: string, params: readonly unknown[]): string {
-  return sql.replace(/\$([1-9][0-9]*)/g, (placeholder, position: string) => {
-    const index = Number(position) - 1;
-    if (index >= params.length) throw new TypeError(`statement placeholder ${placeholder} has no value`);
-    return literal(params[index]);
-  });
-}
-
-function literal(value: unknown): string {
-  if (value === null || value === undefined) return 'NULL';
-  if (typeof value === 'string') return pg.escapeLiteral(value);
-  if (typeof value === 'number' && Number.isFinite(value)) return `(${String(value)})`;
-  if (typeof value === 'boolean') return value ? 'TRUE' : 'FALSE';
-  if (value instanceof Uint8Array) return `decode('${Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('hex')}', 'hex')`;
-  if (Array.isArray(value)) return `ARRAY[${value.map((element) => literal(element)).join(', ')}]`;
-  throw new TypeError(`cannot write a ${typeof value} as an SQL literal`);
-}
-
 /** A multi-statement simple query answers with one result per statement; the last is the one asked for. */
 function lastResult(result: pg.QueryResult | pg.QueryResult[]): PgResult {
   const last = Array.isArray(result) ? result.at(-1) : result;
@@ -200,8 +272,27 @@ export interface PgSessionOptions {
    * Told when a statement outside any atomic unit fails (any statement, for unit
    * `none`), or a savepoint cannot be rolled back: inside `transaction()`, PostgreSQL
    * has then aborted the whole transaction, and nothing after it may look successful.
+   * Also told when a write sent with `send` fails.
    */
   readonly onAbort: () => void;
+  /**
+   * The unit the writes sent with `send` belong to, for `Lease.failedWrite`: inside
+   * `transaction()`, the transaction; for a plain call (the default), this session.
+   */
+  readonly owner?: object;
+  /** Inside `transaction()`, run at once with others on one connection, without savepoints. */
+  readonly concurrent?: boolean;
+  /**
+   * For a plain read: a connection shared with other plain reads, for the statements it
+   * runs outside `atomically` (each alone, autocommit). `atomically` takes one of its own.
+   */
+  readonly shared?: () => Promise<SharedUse>;
+}
+
+/** A use of a shared connection: `done` when the statement is answered. */
+export interface SharedUse {
+  readonly lease: Lease;
+  readonly done: () => void;
 }
 
 /** One repository call's access to the database. */
@@ -219,15 +310,83 @@ export class PgSession {
     return this.#options.what;
   }
 
-  /** Runs one statement (see `Lease.query`). */
-  async query(sql: string, params: readonly unknown[] = []): Promise<PgResult> {
+  /** Runs one statement (see `Lease.query`); `prepare` a hot one without parameters too. */
+  async query(sql: string, params: readonly unknown[] = [], prepare = false): Promise<PgResult> {
+    const { shared } = this.#options;
+    if (shared !== undefined && this.#lease === undefined && this.#depth === 0) {
+      const use = await shared();
+      try {
+        return await use.lease.query(sql, params, this.#options.what, prepare);
+      } finally {
+        use.done();
+      }
+    }
     const lease = await this.#connection();
     try {
-      return await lease.query(sql, params, this.#options.what);
+      return await lease.query(sql, params, this.#options.what, prepare);
     } catch (error) {
       if (this.#depth === 0 || this.#options.unit === 'none') this.#options.onAbort();
       throw error;
     }
+  }
+
+  /**
+   * Sends a write without waiting for its answer (see `Lease.send`): for a write the
+   * database does not refuse in normal operation, whose outcome the caller knows
+   * already. Only where a failure cannot go unnoticed: inside this call's own
+   * transaction (its COMMIT checks), or inside `transaction()` without a savepoint (the
+   * group commit checks); anywhere else it is simply run. `leading`: statements
+   * without parameters (a lock) sent just before it.
+   */
+  async send(sql: string, leading: readonly string[], params: readonly unknown[]): Promise<void> {
+    const { unit, onAbort } = this.#options;
+    const lease = await this.#connection();
+    for (const statement of leading) lease.defer(statement);
+    if (unit === 'savepoint' || (unit === 'transaction' && this.#depth === 0)) {
+      await this.query(sql, params);
+      return;
+    }
+    lease.send(sql, params, this.#owner, onAbort);
+  }
+
+  /**
+   * Runs one statement as a transaction of its own, after `leading` (locks: no
+   * parameters), and commits it, all in one round trip; for a statement whose outcome
+   * may be committed whatever it is (it writes only what it decided to write). Inside
+   * `transaction()` the statement joins it instead (after `leading`, in a savepoint for
+   * a call the database may refuse).
+   */
+  async committing(sql: string, params: readonly unknown[], leading: readonly string[]): Promise<PgResult> {
+    const lease = await this.#connection();
+    if (this.#options.unit !== 'transaction' || this.#depth > 0) {
+      return this.atomically(async () => {
+        for (const statement of leading) lease.defer(statement);
+        return this.query(sql, params);
+      });
+    }
+    const what = this.#options.what;
+    lease.defer(BEGIN);
+    for (const statement of leading) lease.defer(statement);
+    // Both on the wire at once (nothing is awaited between them).
+    const statement = lease.query(sql, params, what);
+    const commit = lease.query('COMMIT', [], what);
+    const [ran, committed] = await Promise.allSettled([statement, commit]);
+    // A refused statement aborted the transaction, which the COMMIT then ended.
+    if (ran.status === 'rejected') throw ran.reason;
+    if (committed.status === 'rejected') throw translatePostgresError(committed.reason, `committing (${what})`);
+    if (committed.value.command === 'ROLLBACK') {
+      throw new StoreError('STORE_UNAVAILABLE', `the database rolled the transaction back (${what})`);
+    }
+    return ran.value;
+  }
+
+  /** Sends `sql` (no parameters: a lock) just before the next statement, in the same round trip. */
+  async defer(sql: string): Promise<void> {
+    (await this.#connection()).defer(sql);
+  }
+
+  get #owner(): object {
+    return this.#options.owner ?? this;
   }
 
   /**
@@ -247,6 +406,15 @@ export class PgSession {
    */
   discardOnFailure(): void {
     if (this.#options.unit === 'none') this.#options.onAbort();
+  }
+
+  /**
+   * This call's outcome depends on running alone (it would undo what it wrote, which
+   * others running at once may have built on): a transaction run at once with others
+   * must run again alone.
+   */
+  requireAlone(): void {
+    if (this.#options.concurrent === true) this.#options.onAbort();
   }
 
   /** Runs `work` as one atomic unit. Nested calls join the enclosing unit. */
@@ -299,6 +467,10 @@ export class PgSession {
         await rollbackQuietly(lease);
         throw translatePostgresError(error, `committing (${this.#options.what})`);
       }
+      // A write sent without waiting was refused (the COMMIT, after it, answered
+      // ROLLBACK): its own error says why (a conflict, say), as if it had been awaited.
+      const failed = lease.failedWrite();
+      if (failed !== undefined) throw translatePostgresError(failed.error, this.#options.what);
       // COMMIT of a transaction the server had already aborted answers ROLLBACK, not an error.
       if (result.command === 'ROLLBACK') {
         throw new StoreError('STORE_UNAVAILABLE', `the database rolled the transaction back (${this.#options.what})`);

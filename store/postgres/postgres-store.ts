@@ -1,13 +1,15 @@
 /**
  * The PostgreSQL backend of `SignetStore`, for several replicas sharing one database.
  *
- * Connections come from one pool per store. A plain repository call takes a connection
- * for its own duration and runs autocommit, or in a transaction of its own when it
- * must read and write atomically; plain log appends and consumes made at once share
- * one (postgres-grouping.ts). `transaction(work)` calls made at once share one
- * PostgreSQL transaction too, each in a savepoint of its own, run one after another on
- * one connection (see `transaction`); the calls made on a handle run one at a time,
- * each write the database may refuse in a savepoint of its own (postgres-session.ts).
+ * Connections come from one pool per store, pipelined (postgres-session.ts). A plain
+ * repository call takes a connection for its own duration and runs autocommit, or in a
+ * transaction of its own when it must read and write atomically; plain reads made at
+ * the same time share one connection instead (each statement alone), and plain log
+ * appends and consumes made at once share one transaction (postgres-grouping.ts).
+ * `transaction(work)` calls made at once share one PostgreSQL transaction too, each in
+ * a savepoint of its own, run one after another on one connection, or all at once
+ * when begun with `concurrent` (see `transaction`); the calls made on a handle run one
+ * at a time, each write the database may refuse in a savepoint of its own.
  * As in the SQLite backend, using the store itself inside `work` is refused with a
  * TypeError: the transaction may hold the very lock such a call would wait for.
  *
@@ -15,7 +17,10 @@
  * consume, a log append or a completion that the database itself fails (a timeout, a
  * lost connection, a damaged row) fails the whole transaction with STORE_UNAVAILABLE,
  * even if `work` catches the error and carries on, where SQLite would undo that one
- * call; and concurrent plain calls are not served in the order they were made.
+ * call; a log append there answers before the database has confirmed it (its indexes
+ * are known under the lock), so its refusal shows at the transaction's next statement
+ * or at the commit, and if that transaction had ended by then, its whole group fails;
+ * and concurrent plain calls are not served in the order they were made.
  *
  * What must hold across replicas is enforced by the database: primary keys and the
  * one-active-version index, row locks taken by upserts and SELECT … FOR UPDATE, and
@@ -49,6 +54,7 @@ import type {
   SignetStore,
   StoreTransaction,
   TokenUseRepository,
+  TransactionOptions,
 } from '../store.js';
 import { PostgresCertificateRepository } from './postgres-certificates.js';
 import { isRetryable, sqlState, translatePostgresError } from './postgres-errors.js';
@@ -57,8 +63,8 @@ import { PostgresGovernanceRepository } from './postgres-governance.js';
 import { PostgresKeyRepository } from './postgres-keys.js';
 import { PostgresLeaseRepository } from './postgres-leases.js';
 import type { CallGrouping } from './postgres-grouping.js';
-import { advisoryLock, PostgresLogRepository } from './postgres-log.js';
-import { BEGIN, Lease, PgSession, rollbackQuietly, type PgRunner } from './postgres-session.js';
+import { advisoryLock, CommittedLog, PostgresLogRepository } from './postgres-log.js';
+import { BEGIN, Lease, PgSession, rollbackQuietly, type PgRunner, type SharedUse } from './postgres-session.js';
 import { PostgresTokenUseRepository } from './postgres-token-uses.js';
 
 export interface PostgresStoreOptions {
@@ -154,6 +160,8 @@ function createPool(options: CheckedOptions): pg.Pool {
     idleTimeoutMillis: 30_000,
     keepAlive: true,
     keepAliveInitialDelayMillis: 10_000,
+    // Statements issued back to back share one round trip (postgres-session.ts).
+    pipeline: true,
     application_name: options.applicationName,
     statement_timeout: options.statementTimeoutMs,
     // A client-side bound too, for a server that stops answering altogether (a network
@@ -187,9 +195,17 @@ class SerialQueue {
   }
 }
 
+/** The connection plain reads share, while `users` of them are in flight. */
+interface SharedReader {
+  readonly lease: Promise<Lease>;
+  users: number;
+}
+
 /** A `transaction(work)` waiting for its group. */
 interface QueuedTransaction {
   readonly work: (tx: StoreTransaction) => Promise<unknown>;
+  /** TransactionOptions.concurrent. */
+  readonly concurrent: boolean;
   readonly resolve: (value: unknown) => void;
   readonly reject: (error: unknown) => void;
 }
@@ -209,15 +225,27 @@ interface TransactionContext {
   aborted: boolean;
   readonly lease: Lease;
   readonly queue: SerialQueue;
+  /** Run at once with the rest of its group, without savepoints: any failure sends the group back to run one at a time. */
+  readonly concurrent: boolean;
+}
+
+/** The COMMIT of a group's transaction: its answer, or the error to settle the group with (committed or not is then unknown). */
+async function commitGroup(lease: Lease): Promise<{ readonly command: string } | { readonly error: unknown }> {
+  try {
+    return { command: (await lease.query('COMMIT', [], 'committing transactions')).command };
+  } catch (error) {
+    await rollbackQuietly(lease);
+    return { error: translatePostgresError(error, 'committing transactions') };
+  }
 }
 
 /** Every repository over one runner: the store's own (plain calls, with group commit for appends and consumes) or one transaction's. */
-function repositories(run: PgRunner, grouping?: CallGrouping): StoreTransaction {
+function repositories(run: PgRunner, committed: CommittedLog, grouping?: CallGrouping): StoreTransaction {
   return Object.freeze({
     keys: new PostgresKeyRepository(run),
     tokenUses: new PostgresTokenUseRepository(run),
     counters: new PostgresCounterRepository(run, grouping),
-    log: new PostgresLogRepository(run, grouping),
+    log: new PostgresLogRepository(run, committed, grouping),
     certificates: new PostgresCertificateRepository(run),
     governance: new PostgresGovernanceRepository(run),
   });
@@ -242,6 +270,10 @@ class PostgresStore implements SignetStore {
   readonly #transactionContext = new AsyncLocalStorage<TransactionContext>();
   readonly #inFlight = new Set<Promise<unknown>>();
   #closed: Promise<void> | null = null;
+  /** See #sharedRead. */
+  #reader: SharedReader | undefined;
+  /** Merkle nodes this store saw committed (postgres-log.ts). */
+  readonly #committedLog = new CommittedLog();
   /** Transactions waiting for the next group commit. */
   #transactions: QueuedTransaction[] = [];
   #runningTransactions = false;
@@ -255,7 +287,7 @@ class PostgresStore implements SignetStore {
       run: (what, operation) => this.#execute(what, operation),
       hold: (promise) => this.#track(() => promise),
     };
-    const plain = repositories((what, operation) => this.#plain(what, operation), grouping);
+    const plain = repositories((what, operation, access) => this.#plain(what, operation, access), this.#committedLog, grouping);
     this.keys = plain.keys;
     this.tokenUses = plain.tokenUses;
     this.counters = plain.counters;
@@ -309,13 +341,26 @@ class PostgresStore implements SignetStore {
    * while it waits for the log: every transaction of every replica would queue behind
    * one WAL flush at a time. `work` should therefore do storage work only: the rest of
    * its group waits for it.
+   *
+   * Transactions begun with `concurrent` (TransactionOptions: the signing path's) are
+   * run differently: all those of a group at once, on the group's connection, without
+   * savepoints, so that the calls they make at the same time (a claim each, an append
+   * each) go out together, one round trip for the group instead of one per transaction
+   * (postgres-session.ts), starting from the log head this store left when it is the
+   * only writer (CommittedLog, postgres-log.ts). Anything that fails among them (a
+   * `work` throws, a statement is refused, a consume is refused: its undo must not meet
+   * the others' increments) rolls the whole database transaction back, and the group
+   * runs again as above, one transaction at a time, each `work` from the start; unless
+   * the connection itself failed, which fails them all (STORE_UNAVAILABLE). The others
+   * of the group run after them, in a transaction of their own.
    */
-  async transaction<T>(work: (tx: StoreTransaction) => Promise<T>): Promise<T> {
+  async transaction<T>(work: (tx: StoreTransaction) => Promise<T>, options?: TransactionOptions): Promise<T> {
     this.#admit('running a transaction');
+    const concurrent = options?.concurrent === true;
     return this.#track(
       () =>
         new Promise<T>((resolve, reject) => {
-          this.#transactions.push({ work, resolve: resolve as (value: unknown) => void, reject });
+          this.#transactions.push({ work, concurrent, resolve: resolve as (value: unknown) => void, reject });
           if (!this.#runningTransactions) {
             this.#runningTransactions = true;
             void this.#runTransactions();
@@ -335,6 +380,25 @@ class PostgresStore implements SignetStore {
   }
 
   async #runTransactionGroup(group: readonly QueuedTransaction[]): Promise<void> {
+    const concurrent = group.filter((call) => call.concurrent);
+    if (concurrent.length === 0) {
+      await this.#runOneAtATime(group);
+      return;
+    }
+    if (!(await this.#runConcurrently(concurrent))) {
+      // In the same order of locks as the group: the log's first (CommittedLog.openGroup).
+      await this.#runOneAtATime(concurrent, true);
+    }
+    const others = group.filter((call) => !call.concurrent);
+    if (others.length > 0) await this.#runOneAtATime(others);
+  }
+
+  /**
+   * Runs the transactions one after another, each in a savepoint, and commits them
+   * together; `logFirst`: taking the log lock first, as transactions begun with
+   * `concurrent` do.
+   */
+  async #runOneAtATime(group: readonly QueuedTransaction[], logFirst = false): Promise<void> {
     let lease: Lease;
     try {
       lease = await this.#acquire('beginning a transaction');
@@ -344,6 +408,7 @@ class PostgresStore implements SignetStore {
     }
     try {
       const begin = lease.defer(BEGIN);
+      const lock = logFirst ? lease.defer(advisoryLock('log append')) : undefined;
       const outcomes: Outcome[] = [];
       let broken: StoreError | null = null;
       for (const call of group) {
@@ -368,27 +433,113 @@ class PostgresStore implements SignetStore {
       };
       // Nothing reached the server: nothing to commit.
       if (lease.undo(begin)) {
+        if (lock !== undefined) lease.undo(lock);
         settle(null);
         return;
       }
+      broken ??= failedEarlier(lease, undefined);
       if (broken !== null) {
         await rollbackQuietly(lease);
         settle(broken);
         return;
       }
-      let committed: string;
-      try {
-        committed = (await lease.query('COMMIT', [], 'committing transactions')).command;
-      } catch (error) {
-        await rollbackQuietly(lease);
-        settle(translatePostgresError(error, 'committing transactions'));
+      const commit = await commitGroup(lease);
+      if ('error' in commit) {
+        settle(commit.error);
         return;
       }
+      const committed = commit.command;
+      // A write sent without waiting, answered just before the COMMIT, was refused: the
+      // server aborted the transaction, and the COMMIT answered ROLLBACK.
+      const failed = failedEarlier(lease, undefined);
+      if (failed === null && committed === 'COMMIT') this.#committedLog.committed(lease.memo);
       settle(
-        committed === 'ROLLBACK'
-          ? new StoreError('STORE_UNAVAILABLE', 'the database rolled the transactions back; nothing was committed')
-          : null,
+        failed ??
+          (committed === 'ROLLBACK'
+            ? new StoreError('STORE_UNAVAILABLE', 'the database rolled the transactions back; nothing was committed')
+            : null),
       );
+    } finally {
+      lease.release();
+    }
+  }
+
+  /**
+   * Runs `concurrent` transactions all at once on one connection, in one database
+   * transaction without savepoints, and commits them. False if anything failed before
+   * the COMMIT was answered: then nothing of theirs was committed (the connection was
+   * rolled back) and nobody was told anything, for the caller to run them again one at
+   * a time.
+   */
+  async #runConcurrently(group: readonly QueuedTransaction[]): Promise<boolean> {
+    let lease: Lease;
+    try {
+      lease = await this.#acquire('beginning a transaction');
+    } catch (error) {
+      for (const call of group) call.reject(error);
+      return true;
+    }
+    try {
+      const begin = lease.defer(BEGIN);
+      const opened = this.#committedLog.openGroup(lease);
+      const contexts = group.map((): TransactionContext => ({ open: true, aborted: false, lease, queue: new SerialQueue(), concurrent: true }));
+      const settled = await Promise.allSettled(
+        group.map((call, index) => {
+          const context = contexts[index] as TransactionContext;
+          const tx = repositories((what, operation, access) => this.#inTransaction(context, what, operation, access), this.#committedLog);
+          return this.#transactionContext.run(context, () => call.work(tx));
+        }),
+      );
+      for (const context of contexts) context.open = false;
+      // Calls a `work` started but did not wait for finish before it ended.
+      await Promise.all(contexts.map((context) => context.queue.idle()));
+      const settle = (failure: unknown): void => {
+        group.forEach((call, index) => {
+          const outcome = settled[index];
+          if (outcome?.status === 'fulfilled' && failure === null) call.resolve(outcome.value);
+          else call.reject(outcome?.status === 'rejected' ? outcome.reason : failure);
+        });
+      };
+      // Nothing reached the server (every `work` refused before storage): nothing to commit.
+      if (lease.undo(begin)) {
+        lease.undo(opened.lock);
+        settle(null);
+        return true;
+      }
+      const failed =
+        settled.some((outcome) => outcome.status === 'rejected') ||
+        contexts.some((context) => context.aborted) ||
+        lease.failedWrite() !== undefined ||
+        opened.failed();
+      if (failed) {
+        // A write refused in a group started from the remembered log head: most likely
+        // another writer appended meanwhile (CommittedLog).
+        if (opened.seeded && lease.failedWrite() !== undefined) this.#committedLog.distrust();
+        await rollbackQuietly(lease);
+        // The connection itself failed (the database is away or hung): running them
+        // again would only make each wait as long once more before failing.
+        if (lease.isBroken()) {
+          settle(new StoreError('STORE_UNAVAILABLE', 'the connection to the database failed; nothing of the transactions was committed'));
+          return true;
+        }
+        return false;
+      }
+      const commit = await commitGroup(lease);
+      if ('error' in commit) {
+        // Committed or not is unknown: running them again could write twice.
+        settle(commit.error);
+        return true;
+      }
+      const committed = commit.command;
+      // A write sent without waiting, answered just before the COMMIT, was refused: the
+      // COMMIT answered ROLLBACK, nothing was committed.
+      if (lease.failedWrite() !== undefined) {
+        if (opened.seeded) this.#committedLog.distrust();
+        return false;
+      }
+      if (committed === 'COMMIT') this.#committedLog.committed(lease.memo);
+      settle(committed === 'ROLLBACK' ? new StoreError('STORE_UNAVAILABLE', 'the database rolled the transactions back; nothing was committed') : null);
+      return true;
     } finally {
       lease.release();
     }
@@ -400,9 +551,9 @@ class PostgresStore implements SignetStore {
    * rolled back): then nothing of the group can be committed.
    */
   async #runInGroup(lease: Lease, work: (tx: StoreTransaction) => Promise<unknown>): Promise<Outcome | { ok: false; error: unknown; broken: StoreError }> {
-    const context: TransactionContext = { open: true, aborted: false, lease, queue: new SerialQueue() };
+    const context: TransactionContext = { open: true, aborted: false, lease, queue: new SerialQueue(), concurrent: false };
     const savepoint = lease.defer(TRANSACTION_SAVEPOINT);
-    const tx = repositories((what, operation, access) => this.#inTransaction(context, what, operation, access));
+    const tx = repositories((what, operation, access) => this.#inTransaction(context, what, operation, access), this.#committedLog);
     let outcome: Outcome;
     try {
       outcome = { ok: true, value: await this.#transactionContext.run(context, () => work(tx)) };
@@ -413,6 +564,10 @@ class PostgresStore implements SignetStore {
     // Calls `work` started but did not wait for finish before it ended.
     await context.queue.idle();
     if (lease.undo(savepoint)) return outcome;
+    // A write an earlier transaction of the group sent without waiting was refused after
+    // that transaction ended: its savepoint is gone, so the group cannot be committed.
+    const earlier = failedEarlier(lease, context);
+    if (earlier !== null) return { ok: false, error: outcome.ok ? earlier : outcome.error, broken: earlier };
     if (outcome.ok && context.aborted) {
       outcome = { ok: false, error: new StoreError('STORE_UNAVAILABLE', 'the database aborted the transaction; nothing of it was committed') };
     }
@@ -422,6 +577,12 @@ class PostgresStore implements SignetStore {
       } else {
         lease.discardReleases();
         await lease.query(`ROLLBACK TO SAVEPOINT ${TRANSACTION_SAVEPOINT_NAME}; RELEASE SAVEPOINT ${TRANSACTION_SAVEPOINT_NAME}`);
+        // Its own writes are undone with it, refused or not (its savepoint was taken
+        // before any of them). A refusal of an earlier transaction's write, answered
+        // only now, would have been undone too: the group cannot be committed.
+        lease.clearFailedWrite(context);
+        const late = failedEarlier(lease, context);
+        if (late !== null) return { ok: false, error: outcome.error, broken: late };
       }
     } catch (error) {
       const broken = new StoreError('STORE_UNAVAILABLE', 'a transaction could not be rolled back; nothing of its group was committed', {
@@ -453,9 +614,9 @@ class PostgresStore implements SignetStore {
   }
 
   /** A plain call: a connection of its own, autocommit or its own transaction. */
-  async #plain<T>(what: string, operation: (session: PgSession) => Promise<T>): Promise<T> {
+  async #plain<T>(what: string, operation: (session: PgSession) => Promise<T>, access?: 'read' | 'write' | 'write-unrefused'): Promise<T> {
     this.#admit(what);
-    return this.#execute(what, operation);
+    return this.#execute(what, operation, access === 'read');
   }
 
   /** Refuses a call made inside a transaction (TypeError) or after close (STORE_UNAVAILABLE). */
@@ -465,7 +626,7 @@ class PostgresStore implements SignetStore {
   }
 
   /** Runs an admitted plain call; again after a serialization failure or deadlock, which the server rolled back. */
-  #execute<T>(what: string, operation: (session: PgSession) => Promise<T>): Promise<T> {
+  #execute<T>(what: string, operation: (session: PgSession) => Promise<T>, read = false): Promise<T> {
     return this.#track(async () => {
       for (let attempt = 1; ; attempt += 1) {
         let lease: Lease | undefined;
@@ -474,6 +635,7 @@ class PostgresStore implements SignetStore {
           what,
           unit: 'transaction',
           onAbort: () => undefined,
+          ...(read ? { shared: () => this.#sharedRead(what) } : {}),
         });
         try {
           return await operation(session);
@@ -502,10 +664,12 @@ class PostgresStore implements SignetStore {
       const session = new PgSession({
         connection: () => Promise.resolve(context.lease),
         what,
-        unit: access === 'write-unrefused' ? 'none' : 'savepoint',
+        unit: access === 'write-unrefused' || context.concurrent ? 'none' : 'savepoint',
         onAbort: () => {
           context.aborted = true;
         },
+        owner: context,
+        concurrent: context.concurrent,
       });
       try {
         return access === 'write' ? await session.atomically(() => operation(session)) : await operation(session);
@@ -529,6 +693,51 @@ class PostgresStore implements SignetStore {
         lease.release();
       }
     });
+  }
+
+  /**
+   * The connection that plain reads share while any of them is in flight: each of their
+   * statements runs alone (autocommit), so they need no connection of their own, and
+   * on one pipelined connection the reads made at once (a key and its certificate
+   * chain, say) go out in one write and come back in one round trip. It goes back to
+   * the pool as soon as no read uses it; a broken one is left to its last users and
+   * the next read takes a fresh one.
+   */
+  async #sharedRead(what: string): Promise<SharedUse> {
+    let reader = this.#reader;
+    if (reader === undefined) {
+      reader = { lease: this.#acquire(what), users: 0 };
+      this.#reader = reader;
+      // A failure reaches the users that await it.
+      reader.lease.catch(() => undefined);
+    }
+    reader.users += 1;
+    const joined = reader;
+    const done = (): void => {
+      joined.users -= 1;
+      if (joined.users > 0) return;
+      if (this.#reader === joined) this.#reader = undefined;
+      void joined.lease.then(
+        (lease) => {
+          lease.release();
+        },
+        () => undefined,
+      );
+    };
+    let lease: Lease;
+    try {
+      lease = await joined.lease;
+    } catch (error) {
+      if (this.#reader === joined) this.#reader = undefined;
+      done();
+      throw error;
+    }
+    if (lease.isBroken()) {
+      if (this.#reader === joined) this.#reader = undefined;
+      done();
+      return this.#sharedRead(what);
+    }
+    return { lease, done };
   }
 
   async #acquire(what: string): Promise<Lease> {
@@ -555,6 +764,18 @@ class PostgresStore implements SignetStore {
       throw new TypeError(`store used directly inside transaction() (${what}); use the transaction handle instead`);
     }
   }
+}
+
+/**
+ * A write sent without waiting (postgres-session.ts) that the server refused, by
+ * another unit than `current` (undefined: any), as the error that fails the group.
+ */
+function failedEarlier(lease: Lease, current: TransactionContext | undefined): StoreError | null {
+  const failed = lease.failedWrite();
+  if (failed === undefined || failed.owner === current) return null;
+  return new StoreError('STORE_UNAVAILABLE', 'a write of this group of transactions was refused; nothing of the group was committed', {
+    cause: translatePostgresError(failed.error, 'writing a group of transactions'),
+  });
 }
 
 function closedError(what: string): StoreError {

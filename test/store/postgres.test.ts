@@ -17,6 +17,7 @@ import { parseConfig } from '../../config/load.js';
 import { nodeKey, rootPlan, treeRoot } from '../../log/merkle.js';
 import { isStoreError } from '../../store/errors.js';
 import { openStore } from '../../store/open-store.js';
+import { SELECT_HEAD } from '../../store/postgres/postgres-log.js';
 import { openPostgresStore, type PostgresStoreOptions } from '../../store/postgres/postgres-store.js';
 import type { CounterIncrement, LogEntryInput, SignetStore } from '../../store/store.js';
 import { mth, ReferenceTree } from '../log/reference.js';
@@ -251,14 +252,18 @@ describeBackends('PostgreSQL store', ['postgres'], () => {
           const leaves = batch.map((e) => e.leaf);
           if (round % 3 === 0) {
             // In a transaction with other writes; every fifth such transaction is rolled back.
+            // Every other one may share its database transaction (TransactionOptions).
             const rollBack = round % 5 === 0;
             const result = await store
-              .transaction(async (tx) => {
-                await tx.tokenUses.claim(tokenClaim(`${name}-${round}`));
-                const appendedNow = await tx.log.append(batch);
-                if (rollBack) throw new Error('rolled back');
-                return appendedNow;
-              })
+              .transaction(
+                async (tx) => {
+                  await tx.tokenUses.claim(tokenClaim(`${name}-${round}`));
+                  const appendedNow = await tx.log.append(batch);
+                  if (rollBack) throw new Error('rolled back');
+                  return appendedNow;
+                },
+                { concurrent: round % 2 === 0 },
+              )
               .catch((error: unknown) => {
                 if ((error as Error).message !== 'rolled back') throw error;
                 return undefined;
@@ -355,6 +360,64 @@ describeBackends('PostgreSQL store', ['postgres'], () => {
       expect(count).toBe(committed);
       expect(count).toBeLessThanOrEqual(limit);
     });
+
+    it('never deadlock between the log lock and the rows of the signing path: every transaction served, limits exact', async () => {
+      // The signing path's two transactions, at once on two replicas: decisions claim a
+      // token, consume a shared counter, then append; signatures append, then complete
+      // their token. A group holding the log lock while waiting for a counter row that a
+      // group of the other replica holds while waiting for the log lock would deadlock.
+      const replicas = [await replica({ poolSize: 6 }), await replica({ poolSize: 6 })];
+      const CONCURRENT = { concurrent: true } as const;
+      const limit = { counter: 'usage:key:p:k@1', window: 'total', limit: 100_000 };
+      const deadlocks = async (): Promise<number> =>
+        Number((await postgresAdmin().query('SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()')).rows[0]?.deadlocks);
+      const ROUNDS = 15;
+      const WORKERS = 6;
+      // Tokens the signature transactions complete, claimed beforehand.
+      for (let r = 0; r < 2; r += 1) {
+        for (let w = 0; w < WORKERS; w += 1) {
+          for (let i = 0; i < ROUNDS; i += 1) await replicas[r]!.tokenUses.claim(tokenClaim(`s-r${r}-w${w}-${i}`));
+        }
+      }
+      const before = await deadlocks();
+      let decisions = 0;
+      let signatures = 0;
+      const decide = async (store: SignetStore, id: string): Promise<void> => {
+        await store.transaction(async (tx) => {
+          await tx.tokenUses.claim(tokenClaim(id));
+          await tx.counters.consume([limit]);
+          await tx.log.append(entries(id, 1));
+        }, CONCURRENT);
+        decisions += 1;
+      };
+      const sign = async (store: SignetStore, id: string): Promise<void> => {
+        await store.transaction(async (tx) => {
+          await tx.log.append(entries(id, 1));
+          await tx.tokenUses.complete(ISSUER, id, requestHash('request'), '{}');
+        }, CONCURRENT);
+        signatures += 1;
+      };
+      // Replica 0 decides only; replica 1 signs and decides side by side, so its groups
+      // hold signatures' appends and decisions' consumes together.
+      await Promise.all([
+        ...Array.from({ length: WORKERS }, async (_, w) => {
+          for (let i = 0; i < 2 * ROUNDS; i += 1) await decide(replicas[0]!, `d-r0-w${w}-${i}`);
+        }),
+        ...Array.from({ length: WORKERS }, async (_, w) => {
+          for (let i = 0; i < ROUNDS; i += 1) await decide(replicas[1]!, `d-r1-w${w}-${i}`);
+        }),
+        ...Array.from({ length: WORKERS }, async (_, w) => {
+          for (let i = 0; i < ROUNDS; i += 1) {
+            await sign(replicas[1]!, `s-r0-w${w}-${i}`);
+            await sign(replicas[1]!, `s-r1-w${w}-${i}`);
+          }
+        }),
+      ]);
+      expect([decisions, signatures]).toEqual([3 * WORKERS * ROUNDS, 2 * WORKERS * ROUNDS]);
+      expect(await replicas[0]!.counters.current(limit.counter, limit.window)).toBe(decisions);
+      expect(await expectConsistentTree(replicas[0]!, database())).toHaveLength(decisions + signatures);
+      expect((await deadlocks()) - before).toBe(0);
+    }, 120_000);
 
     it('migrate a fresh schema once when replicas start together', async () => {
       const [first, ...others] = await Promise.all([replica(), replica(), replica()]);
@@ -503,8 +566,10 @@ describeBackends('PostgreSQL store', ['postgres'], () => {
       const [refused, other] = await Promise.allSettled([
         store.transaction(async (tx) => {
           await tx.tokenUses.claim(tokenClaim('in-refused'));
-          await expect(tx.log.append(entries('blocked', 1))).rejects.toMatchObject({ code: 'STORE_CONFLICT' });
-          // Carrying on is refused too: the database aborted the transaction.
+          // The append is sent without waiting for its answer (its indexes are known
+          // under the lock): the refusal shows at the transaction's next statement.
+          await tx.log.append(entries('blocked', 1)).catch(() => undefined);
+          // Carrying on is refused: the database aborted the transaction.
           await expect(tx.keys.list()).rejects.toMatchObject({ code: 'STORE_UNAVAILABLE' });
           return 'carried on';
         }),
@@ -518,6 +583,248 @@ describeBackends('PostgreSQL store', ['postgres'], () => {
       expect(await store.tokenUses.get(ISSUER, 'in-refused')).toBeNull();
       expect(await store.tokenUses.get(ISSUER, 'in-other')).not.toBeNull();
       expect(await store.log.size()).toBe(3);
+    });
+
+    it('commit nothing of a group in which an append refused after its transaction ended', async () => {
+      const store = await replica();
+      await store.log.append(entries('base', 3));
+      await database().raw.query('INSERT INTO log_nodes (level, idx, hash) VALUES (0, 3, ?)', [Buffer.alloc(32)]);
+      // The append is the last statement of its transaction: its refusal is answered
+      // only after the transaction ended, so the whole group fails, nothing committed.
+      const outcomes = await Promise.allSettled([
+        store.transaction(async (tx) => {
+          await tx.tokenUses.claim(tokenClaim('first'));
+          return tx.log.append(entries('blocked', 1));
+        }),
+        store.transaction(async (tx) => {
+          await tx.tokenUses.claim(tokenClaim('second'));
+          return 'second';
+        }),
+        store.transaction(async (tx) => tx.log.append(entries('third', 1))),
+      ]);
+      for (const outcome of outcomes) expect(outcome).toMatchObject({ status: 'rejected', reason: { code: 'STORE_UNAVAILABLE' } });
+      expect(await store.tokenUses.get(ISSUER, 'first')).toBeNull();
+      expect(await store.tokenUses.get(ISSUER, 'second')).toBeNull();
+      expect(await store.log.size()).toBe(3);
+      // The log is stuck at the damage, as before; the rest of the store is not.
+      await expect(store.log.append(entries('again', 1))).rejects.toMatchObject({ code: 'STORE_CONFLICT' });
+      await store.transaction(async (tx) => tx.tokenUses.claim(tokenClaim('after')));
+      expect(await store.tokenUses.get(ISSUER, 'after')).not.toBeNull();
+    });
+
+    it('fail only the refused one of a group of plain appends, each call then run alone', async () => {
+      const store = await replica();
+      await store.log.append(entries('base', 3));
+      await database().raw.query('INSERT INTO log_nodes (level, idx, hash) VALUES (0, 4, ?)', [Buffer.alloc(32)]);
+      // Appended together, [3] fits and [4] does not (its leaf node is taken): the group
+      // is refused, then each call is written alone: the first goes in, the second not.
+      const [fits, blocked] = await Promise.allSettled([store.log.append(entries('fits', 1)), store.log.append(entries('blocked', 1))]);
+      expect(fits).toEqual({ status: 'fulfilled', value: { firstIndex: 3, size: 4 } });
+      expect(blocked).toMatchObject({ status: 'rejected', reason: { code: 'STORE_CONFLICT' } });
+      expect(await store.log.size()).toBe(4);
+    });
+
+    describe('begun with `concurrent`', () => {
+      const CONCURRENT = { concurrent: true } as const;
+
+      it('run at once, their calls interleaved, and commit together', async () => {
+        const store = await replica();
+        const events: string[] = [];
+        const outcomes = await Promise.all(
+          Array.from({ length: 8 }, (_, i) =>
+            store.transaction(async (tx) => {
+              events.push(`start ${i}`);
+              await tx.tokenUses.claim(tokenClaim(`c${i}`));
+              events.push(`claimed ${i}`);
+              return tx.log.append(entries(`c${i}`, 1 + (i % 2)));
+            }, CONCURRENT),
+          ),
+        );
+        // Every transaction had started before the first claim was answered.
+        expect(events.slice(0, 8).every((event) => event.startsWith('start'))).toBe(true);
+        const leaves = await expectConsistentTree(store, database());
+        expect(leaves).toHaveLength(12);
+        expect(outcomes.map(({ firstIndex, size }) => size - firstIndex)).toEqual(outcomes.map((_, i) => 1 + (i % 2)));
+        for (let i = 0; i < 8; i += 1) expect(await store.tokenUses.get(ISSUER, `c${i}`)).not.toBeNull();
+
+        // Without the option, one at a time.
+        events.length = 0;
+        await Promise.all(
+          Array.from({ length: 3 }, (_, i) =>
+            store.transaction(async (tx) => {
+              events.push(`start ${i}`);
+              await tx.tokenUses.claim(tokenClaim(`s${i}`));
+              events.push(`claimed ${i}`);
+            }),
+          ),
+        );
+        expect(events).toEqual(['start 0', 'claimed 0', 'start 1', 'claimed 1', 'start 2', 'claimed 2']);
+      });
+
+      it('run again one at a time, each from the start, when one of them fails; only that one is refused', async () => {
+        const store = await replica();
+        const runs = new Array<number>(6).fill(0);
+        const outcomes = await Promise.allSettled(
+          Array.from({ length: 6 }, (_, i) =>
+            store.transaction(async (tx) => {
+              runs[i] = (runs[i] ?? 0) + 1;
+              await tx.tokenUses.claim(tokenClaim(`r${i}`));
+              const appended = await tx.log.append(entries(`r${i}`, 1));
+              if (i === 2) throw new Error('refused by its work');
+              return appended;
+            }, CONCURRENT),
+          ),
+        );
+        expect(runs).toEqual([2, 2, 2, 2, 2, 2]);
+        expect(outcomes[2]).toMatchObject({ status: 'rejected', reason: { message: 'refused by its work' } });
+        expect(outcomes.filter((outcome) => outcome.status === 'fulfilled')).toHaveLength(5);
+        expect(await expectConsistentTree(store, database())).toHaveLength(5);
+        expect(await store.tokenUses.get(ISSUER, 'r2')).toBeNull();
+        expect(await store.tokenUses.get(ISSUER, 'r3')).not.toBeNull();
+      });
+
+      it('hold a limit exactly: a refused consume sends the group back to run one at a time', async () => {
+        const store = await replica();
+        const outcomes = await Promise.all(
+          Array.from({ length: 6 }, (_, i) =>
+            store.transaction(async (tx) => {
+              await tx.tokenUses.claim(tokenClaim(`l${i}`));
+              const consumed = await tx.counters.consume([
+                { counter: 'rate:project:p', window: '2025-01-02T03:00', limit: 10 },
+                { counter: 'usage:key:p:k@1', window: 'total', limit: 3 },
+              ]);
+              if (!consumed.allowed) {
+                await tx.tokenUses.release(ISSUER, `l${i}`, requestHash('request'));
+                await tx.log.append(entries(`deny${i}`, 1));
+                return 'refused';
+              }
+              await tx.log.append(entries(`allow${i}`, 1));
+              return 'allowed';
+            }, CONCURRENT),
+          ),
+        );
+        expect(outcomes.filter((outcome) => outcome === 'allowed')).toHaveLength(3);
+        expect(await store.counters.current('usage:key:p:k@1', 'total')).toBe(3);
+        expect(await store.counters.current('rate:project:p', '2025-01-02T03:00')).toBe(3);
+        expect(await expectConsistentTree(store, database())).toHaveLength(6);
+        const kept = await Promise.all(Array.from({ length: 6 }, (_, i) => store.tokenUses.get(ISSUER, `l${i}`)));
+        expect(kept.filter((use) => use !== null)).toHaveLength(3);
+      });
+
+      it('give the one use of a token to one of them', async () => {
+        const store = await replica();
+        const outcomes = await Promise.all(
+          Array.from({ length: 5 }, () => store.transaction(async (tx) => (await tx.tokenUses.claim(tokenClaim('same'))).kind, CONCURRENT)),
+        );
+        expect(outcomes.filter((kind) => kind === 'claimed')).toHaveLength(1);
+        expect(outcomes.filter((kind) => kind === 'used')).toHaveLength(4);
+      });
+
+      it('commit nothing when a write they sent is refused, then run one at a time', async () => {
+        const store = await replica();
+        await store.log.append(entries('base', 3));
+        await database().raw.query('INSERT INTO log_nodes (level, idx, hash) VALUES (0, 4, ?)', [Buffer.alloc(32)]);
+        const runs = [0, 0, 0];
+        const outcomes = await Promise.allSettled(
+          [0, 1, 2].map((i) =>
+            store.transaction(async (tx) => {
+              runs[i] = (runs[i] ?? 0) + 1;
+              await tx.tokenUses.claim(tokenClaim(`w${i}`));
+              return tx.log.append(entries(`w${i}`, 1));
+            }, CONCURRENT),
+          ),
+        );
+        expect(runs).toEqual([2, 2, 2]);
+        // One at a time, the refused append (index 4) is answered after its transaction
+        // ended: the whole group fails, as any group would.
+        for (const outcome of outcomes) expect(outcome).toMatchObject({ status: 'rejected', reason: { code: 'STORE_UNAVAILABLE' } });
+        expect(await store.log.size()).toBe(3);
+        for (const i of [0, 1, 2]) expect(await store.tokenUses.get(ISSUER, `w${i}`)).toBeNull();
+      });
+
+      it("start from the log head they left while nobody else appends, and run again one at a time when another replica did", async () => {
+        const store = await replica();
+        const other = await replica();
+        let runs = 0;
+        const group = (tag: string): Promise<{ firstIndex: number; size: number }[]> =>
+          Promise.all(
+            [1, 2].map((n) =>
+              store.transaction(async (tx) => {
+                runs += 1;
+                await tx.tokenUses.claim(tokenClaim(`${tag}-${n}`));
+                return tx.log.append(entries(`${tag}-${n}`, n));
+              }, CONCURRENT),
+            ),
+          );
+        // The first read finds no head remembered, the second the one left: trusted from then on.
+        for (const tag of ['a', 'b', 'c', 'd']) await group(tag);
+        expect(runs).toBe(8);
+        // Another replica appends: the next group, started from the head remembered,
+        // takes an index already used; it is rolled back and runs again, one at a time.
+        await other.log.append(entries('other', 3));
+        runs = 0;
+        const after = await group('e');
+        expect(runs).toBe(4);
+        // Their order among themselves is not fixed; together they take [15, 18).
+        const sizes = (appended: { firstIndex: number; size: number }[]): number[] => appended.map(({ firstIndex, size }) => size - firstIndex);
+        expect(sizes(after)).toEqual([1, 2]);
+        expect(Math.min(...after.map((range) => range.firstIndex))).toBe(15);
+        expect(Math.max(...after.map((range) => range.size))).toBe(18);
+        // No longer trusted: the next group reads the head (and runs once).
+        runs = 0;
+        await other.log.append(entries('other2', 1));
+        const last = await group('f');
+        expect(runs).toBe(2);
+        expect(sizes(last)).toEqual([1, 2]);
+        expect(Math.min(...last.map((range) => range.firstIndex))).toBe(19);
+        expect(Math.max(...last.map((range) => range.size))).toBe(22);
+        expect(await expectConsistentTree(store, database())).toHaveLength(22);
+      });
+
+      it('share a group with other transactions, which run once, one at a time, after them', async () => {
+        const store = await replica();
+        let plainRuns = 0;
+        const outcomes = await Promise.all([
+          store.transaction(async (tx) => (await tx.log.append(entries('a', 1))).firstIndex, CONCURRENT),
+          store.transaction(async (tx) => {
+            plainRuns += 1;
+            await tx.keys.insert(keyVersion('k', 1));
+            return (await tx.log.append(entries('plain', 1))).firstIndex;
+          }),
+          store.transaction(async (tx) => (await tx.log.append(entries('b', 1))).firstIndex, CONCURRENT),
+        ]);
+        expect(plainRuns).toBe(1);
+        expect(outcomes).toEqual([0, 2, 1]);
+        expect(await expectConsistentTree(store, database())).toHaveLength(3);
+        expect(await store.keys.get('k@1')).not.toBeNull();
+      });
+    });
+
+    it('answers for the Merkle nodes it saw committed without reading them, never for those of a write rolled back', async () => {
+      const store = await replica();
+      const other = await replica();
+      // Rolled back: its nodes must never be served.
+      await expect(
+        store.transaction(async (tx) => {
+          await tx.log.append(entries('gone', 4));
+          throw new Error('rolled back');
+        }),
+      ).rejects.toThrow('rolled back');
+      await Promise.all([
+        store.transaction(async (tx) => tx.log.append(entries('tx', 3)), { concurrent: true }),
+        store.transaction(async (tx) => tx.log.append(entries('tx2', 1)), { concurrent: true }),
+      ]);
+      await store.log.append(entries('plain', 2));
+      await other.log.append(entries('other', 2));
+      const leaves = await expectConsistentTree(store, database());
+      expect(leaves).toHaveLength(8);
+      // What this store committed it now answers from memory: a node damaged behind its
+      // back is still served as committed, where another replica reads the damage.
+      const refs = [{ level: 2, index: 0 }, { level: 0, index: 4 }];
+      const before = await store.log.nodes(refs);
+      await database().raw.query('UPDATE log_nodes SET hash = ? WHERE level = 2 AND idx = 0', [Buffer.alloc(32, 7)]);
+      expect(await store.log.nodes(refs)).toEqual(before);
+      expect((await other.log.nodes(refs)).get('2:0')).toEqual(Buffer.alloc(32, 7));
     });
 
     it('never commits a damaged token use that a transaction tried to complete', async () => {
@@ -578,6 +885,17 @@ describeBackends('PostgreSQL store', ['postgres'], () => {
       } finally {
         holder.release();
       }
+    });
+
+    it("reads the log's right edge by primary-key probes, not a pass over every node, whatever the log's size", async () => {
+      const store = await replica();
+      for (let i = 0; i < 20; i += 1) await store.log.append(entries(`p${i}`, 100));
+      await database().raw.exec('ANALYZE log_nodes');
+      const plan = (await database().raw.query(`EXPLAIN ${SELECT_HEAD}`)).map((row) => String(row['QUERY PLAN'])).join('\n');
+      expect(plan).not.toMatch(/Seq Scan on log_nodes/);
+      expect(plan).toMatch(/Index Scan using log_nodes_pkey on log_nodes/);
+      expect(await store.log.append(entries('next', 1))).toEqual({ firstIndex: 2000, size: 2001 });
+      await expectConsistentTree(store, database());
     });
 
     it('keeps schemas apart: two Signet schemas in one database do not share a log', async () => {

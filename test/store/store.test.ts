@@ -6,7 +6,9 @@
 import { describe, expect, it } from 'vitest';
 import type { SignetStore } from '../../store/store.js';
 import { describeStore } from './backends.js';
-import { keyVersion } from './sqlite-fixtures.js';
+import { keyVersion, requestHash, tokenClaim } from './sqlite-fixtures.js';
+
+const ISSUER = tokenClaim('x').issuer;
 
 describeStore('store', (t) => {
   describe('keys', () => {
@@ -275,6 +277,35 @@ describeStore('store', (t) => {
       // The committed transactions' entries are where they were told, with no gap.
       const firstIndexes = outcomes.flatMap((outcome) => (outcome.status === 'fulfilled' ? [outcome.value] : []));
       expect([...firstIndexes].sort((a, b) => a - b)).toEqual(committed.map((_, k) => 2 * k));
+    });
+
+    it('treats transactions begun with `concurrent` as the others: each commits, or rolls back alone', async () => {
+      const entry = { kind: 'signet.decision/v1', leaf: Buffer.from('{"t":1}'), integratedTime: 1, linkedIndex: null };
+      const outcomes = await Promise.allSettled(
+        Array.from({ length: 12 }, (_, i) =>
+          t.store.transaction(
+            async (tx) => {
+              const claim = await tx.tokenUses.claim(tokenClaim(`jti-${i % 10}`, `request-${i}`));
+              if (claim.kind === 'used') return 'used';
+              await tx.counters.consume([{ counter: 'usage:k', window: 'total', limit: 100 }]);
+              const appended = await tx.log.append([entry, entry]);
+              if (i % 4 === 1) throw new Error(`transaction ${i} changed its mind`);
+              return appended.firstIndex;
+            },
+            { concurrent: true },
+          ),
+        ),
+      );
+      // 1, 5 and 9 throw; 10 reuses the token 0 used; 11 the token of 1, which threw.
+      for (const i of [1, 5, 9]) expect(outcomes[i]).toMatchObject({ status: 'rejected', reason: { message: `transaction ${i} changed its mind` } });
+      expect(outcomes[10]).toEqual({ status: 'fulfilled', value: 'used' });
+      const committed = [0, 2, 3, 4, 6, 7, 8, 11];
+      const firstIndexes = committed.map((i) => (outcomes[i]?.status === 'fulfilled' ? outcomes[i].value : undefined));
+      expect([...firstIndexes].sort((a, b) => Number(a) - Number(b))).toEqual(committed.map((_, k) => 2 * k));
+      expect(await t.store.log.size()).toBe(2 * committed.length);
+      expect(await t.store.counters.current('usage:k', 'total')).toBe(committed.length);
+      for (const i of [5, 9]) expect(await t.store.tokenUses.get(ISSUER, `jti-${i}`)).toBeNull();
+      expect(await t.store.tokenUses.get(ISSUER, 'jti-1')).toMatchObject({ requestHash: requestHash('request-11') });
     });
 
     it('answers a transaction that writes nothing', async () => {
