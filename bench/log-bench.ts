@@ -2,8 +2,8 @@
  * The transparency-log figures (`npm run bench -- --only log`, and part of `npm run bench`):
  *
  *   1. durable appends per second: many concurrent single-entry appends, as concurrent
- *      signing requests make them, group-committed by the store (SQLite, WAL,
- *      synchronous=FULL);
+ *      signing requests make them, group-committed by the store (SQLite, WAL, each
+ *      commit fsynced before its callers hear of it);
  *   2. inclusion proofs in a 1,000,000-entry log: median and p99 per proof, read from
  *      storage (O(log n) node reads);
  *   3. `signet log verify` of that log from the database file: wall time;

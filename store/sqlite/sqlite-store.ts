@@ -1,8 +1,11 @@
 /**
  * The SQLite backend of `SignetStore`: one file, one connection, one process.
  *
- * Durability: WAL with `synchronous=FULL`, so a write that returned has been fsynced
- * (the log and the replay cache depend on that). The file is created owner-only.
+ * Durability: WAL, and a write that returned has been fsynced (the log and the replay
+ * cache depend on that): the connection runs `synchronous=NORMAL` and the store fsyncs
+ * the WAL after each commit on libuv's thread pool (wal-sync.ts), holding every other
+ * call until it returns, so the event loop serves requests during the fsync and no call
+ * sees a write that is not yet durable. The file is created owner-only.
  *
  * Concurrency: better-sqlite3 is synchronous and the connection is shared by the whole
  * process, while `transaction(work)` runs asynchronous work between BEGIN and COMMIT.
@@ -33,6 +36,7 @@ import { dirname, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import { StoreError, translateSqliteError } from '../errors.js';
 import { LATEST_SCHEMA_VERSION, MIGRATIONS, type Migration } from '../migrations.js';
+import { WalSync } from './wal-sync.js';
 import type {
   CertificateRepository,
   CounterRepository,
@@ -92,7 +96,7 @@ export function openSqliteStore(options: SqliteStoreOptions): SignetStore {
     db.close();
     throw asUnavailable(translateSqliteError(error, `configuring ${path}`), `cannot configure the storage file ${path}`);
   }
-  return new SqliteStore(db);
+  return new SqliteStore(db, readonly ? undefined : new WalSync(path));
 }
 
 function checkOptions(options: SqliteStoreOptions): { path: string; busyTimeoutMs: number; readonly: boolean } {
@@ -150,8 +154,9 @@ function configureConnection(db: Database.Database, path: string, busyTimeoutMs:
   // a read-write open gave it.
   const journalMode: unknown = db.pragma(readonly ? 'journal_mode' : 'journal_mode = WAL', { simple: true });
   requirePragma(path, 'journal_mode', journalMode, 'wal');
-  db.pragma('synchronous = FULL');
-  requirePragma(path, 'synchronous', db.pragma('synchronous', { simple: true }), 2);
+  // NORMAL: the store fsyncs the WAL itself after each commit, off the event loop (wal-sync.ts).
+  db.pragma('synchronous = NORMAL');
+  requirePragma(path, 'synchronous', db.pragma('synchronous', { simple: true }), 1);
   db.pragma('foreign_keys = ON');
   requirePragma(path, 'foreign_keys', db.pragma('foreign_keys', { simple: true }), 1);
   requirePragma(path, 'busy_timeout', db.pragma('busy_timeout', { simple: true }), busyTimeoutMs);
@@ -244,6 +249,8 @@ class SqliteStore implements SignetStore {
   readonly governance: GovernanceRepository;
 
   readonly #db: Database.Database;
+  /** Undefined for a read-only store. */
+  readonly #wal: WalSync | undefined;
   readonly #statements = new Map<string, Database.Statement>();
   readonly #queue = new SerialQueue();
   readonly #transactionContext = new AsyncLocalStorage<TransactionContext>();
@@ -253,8 +260,9 @@ class SqliteStore implements SignetStore {
   #pending: GroupedCall[] = [];
   #flushScheduled = false;
 
-  constructor(db: Database.Database) {
+  constructor(db: Database.Database, wal: WalSync | undefined) {
     this.#db = db;
+    this.#wal = wal;
     const access: SqliteAccess = { db, statement: (sql) => this.#statement(sql) };
     this.#operations = Object.freeze({
       keys: new SqliteKeyOperations(access),
@@ -320,6 +328,7 @@ class SqliteStore implements SignetStore {
     this.#closed ??= this.#queue.run(() => {
       this.#statements.clear();
       if (this.#db.open) this.#db.close();
+      this.#wal?.close();
     });
     return this.#closed;
   }
@@ -363,6 +372,8 @@ class SqliteStore implements SignetStore {
     if (this.#closed !== null) return Promise.reject(closedError(what));
     return this.#queue.run(() => {
       if (!this.#db.open) throw closedError(what);
+      const failure = this.#wal?.failure();
+      if (failure !== undefined) throw failure;
       try {
         this.#discardLeftoverTransaction();
         return operation();
@@ -388,6 +399,11 @@ class SqliteStore implements SignetStore {
       for (const call of group) call.reject(closedError(call.what));
       return;
     }
+    const failure = this.#wal?.failure();
+    if (failure !== undefined) {
+      failAll(failure);
+      return;
+    }
     try {
       this.#discardLeftoverTransaction();
     } catch (error) {
@@ -396,12 +412,13 @@ class SqliteStore implements SignetStore {
     }
     if (group.length === 1 && group[0]?.kind === 'plain') {
       const [call] = group as [PlainCall];
+      let outcome: Outcome;
       try {
-        call.resolve(call.operation());
+        outcome = { ok: true, value: call.operation() };
       } catch (error) {
-        call.reject(translateSqliteError(error, call.what));
+        outcome = { ok: false, error: translateSqliteError(error, call.what) };
       }
-      return;
+      return this.#settleWhenDurable(group, [outcome]);
     }
     try {
       this.#statement('BEGIN IMMEDIATE').run();
@@ -410,24 +427,19 @@ class SqliteStore implements SignetStore {
       return;
     }
     const outcomes: Outcome[] = [];
-    const finish = (): void => {
+    const finish = (): void | Promise<void> => {
       try {
         this.#commit();
       } catch (error) {
         failAll(error);
         return;
       }
-      group.forEach((call, index) => {
-        const outcome = outcomes[index];
-        if (outcome?.ok === true) call.resolve(outcome.value);
-        else call.reject(outcome?.error);
-      });
+      return this.#settleWhenDurable(group, outcomes);
     };
     const firstTransaction = group.findIndex((call) => call.kind === 'transaction');
     if (firstTransaction === -1) {
       for (const call of group) outcomes.push(this.#runInSavepoint(call.what, (call as PlainCall).operation));
-      finish();
-      return;
+      return finish();
     }
     return (async () => {
       for (const call of group) {
@@ -437,8 +449,27 @@ class SqliteStore implements SignetStore {
             : await this.#runWorkInSavepoint(call),
         );
       }
-      finish();
+      await finish();
     })();
+  }
+
+  /**
+   * Settles a committed group once the WAL is on stable storage (wal-sync.ts). The queue
+   * waits for this too, so no other call reads what is not yet durable. If the fsync
+   * fails, every call that would have succeeded fails with it.
+   */
+  async #settleWhenDurable(group: readonly GroupedCall[], outcomes: readonly Outcome[]): Promise<void> {
+    let failure: unknown = null;
+    try {
+      await this.#wal?.sync();
+    } catch (error) {
+      failure = error;
+    }
+    group.forEach((call, index) => {
+      const outcome = outcomes[index];
+      if (outcome?.ok === true && failure === null) call.resolve(outcome.value);
+      else call.reject(outcome?.ok === false ? outcome.error : failure);
+    });
   }
 
   /** One plain call of a group, in its own SAVEPOINT so that its failure undoes only its own writes. */
@@ -507,12 +538,17 @@ class SqliteStore implements SignetStore {
     this.#flushGroup();
     return this.#queue.run(async () => {
       if (!this.#db.open) throw closedError(what);
+      const failure = this.#wal?.failure();
+      if (failure !== undefined) throw failure;
+      let value: T;
       try {
         this.#discardLeftoverTransaction();
-        return await operation();
+        value = await operation();
       } catch (error) {
         throw translateSqliteError(error, what);
       }
+      await this.#wal?.sync();
+      return value;
     });
   }
 

@@ -3,12 +3,12 @@
  * The repository contracts, transactions, persistence and closing are tested on both
  * backends (store.test.ts and the other backend-neutral suites, via backends.ts).
  */
-import { statSync, writeFileSync } from 'node:fs';
+import { renameSync, statSync, writeFileSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openStore } from '../../store/open-store.js';
 import { openSqliteStore } from '../../store/sqlite/sqlite-store.js';
 import type { SignetStore } from '../../store/store.js';
-import { makeTempDir, openSqliteStoreWithConnection, thrownBy, withRawDatabase } from './sqlite-fixtures.js';
+import { makeTempDir, openSqliteStoreWithConnection, thrownBy, tokenClaim, withRawDatabase } from './sqlite-fixtures.js';
 
 let temp: ReturnType<typeof makeTempDir>;
 let store: SignetStore;
@@ -23,20 +23,34 @@ afterEach(async () => {
   temp.cleanup();
 });
 
+describe('durability', () => {
+  it('fails closed for good once the write-ahead log cannot be synced: nothing after it reads or writes', async () => {
+    await store.tokenUses.claim(tokenClaim('before'));
+    // The WAL file is gone from under the connection: its fsync cannot make anything durable.
+    renameSync(`${temp.dbPath}-wal`, `${temp.dbPath}-wal.moved`);
+    await expect(store.tokenUses.claim(tokenClaim('during'))).rejects.toMatchObject({ code: 'STORE_UNAVAILABLE' });
+    renameSync(`${temp.dbPath}-wal.moved`, `${temp.dbPath}-wal`);
+    await expect(store.tokenUses.claim(tokenClaim('after'))).rejects.toMatchObject({ code: 'STORE_UNAVAILABLE', message: expect.stringContaining('fsync') });
+    await expect(store.tokenUses.get(tokenClaim('before').issuer, 'before')).rejects.toMatchObject({ code: 'STORE_UNAVAILABLE' });
+    await expect(store.transaction(async (tx) => tx.keys.list())).rejects.toMatchObject({ code: 'STORE_UNAVAILABLE' });
+    await expect(store.checkWritable()).rejects.toMatchObject({ code: 'STORE_UNAVAILABLE' });
+  });
+});
+
 describe('opening', () => {
   it('puts the file in WAL mode, persistently', () => {
     const mode = withRawDatabase(temp.dbPath, (db) => db.pragma('journal_mode', { simple: true }));
     expect(mode).toBe('wal');
   });
 
-  it('runs its own connection with synchronous=FULL, foreign keys and the busy timeout', async () => {
+  it('runs its own connection with synchronous=NORMAL (the store fsyncs the WAL itself), foreign keys and the busy timeout', async () => {
     await store.close();
     const opened = openSqliteStoreWithConnection({ path: temp.dbPath, busyTimeoutMs: 1234 });
     store = opened.store;
     const { connection } = opened;
     expect(connection.open).toBe(true);
     expect(connection.pragma('journal_mode', { simple: true })).toBe('wal');
-    expect(connection.pragma('synchronous', { simple: true })).toBe(2);
+    expect(connection.pragma('synchronous', { simple: true })).toBe(1);
     expect(connection.pragma('foreign_keys', { simple: true })).toBe(1);
     expect(connection.pragma('busy_timeout', { simple: true })).toBe(1234);
     await store.close();
