@@ -58,26 +58,39 @@ export function buildDsseEnvelope(payloadType: string, payload: Buffer, signatur
  */
 const BASE64 = /^[A-Za-z0-9+/_-]*={0,2}$/;
 
-function decodeBase64(text: string): Buffer {
-  return Buffer.from(text.replace(/-/g, '+').replace(/_/g, '/'), 'base64');
+/**
+ * The bytes of canonical base64, or null: the text must be what encoding its bytes
+ * gives (in its alphabet, padded or not). Unused bits set in the last character
+ * (RFC 4648, section 3.5), or padding of the wrong length, would let two texts stand
+ * for one envelope.
+ */
+function decodeCanonicalBase64(text: string): Buffer | null {
+  const standard = text.replace(/-/g, '+').replace(/_/g, '/');
+  if (standard.includes('=') && standard.length % 4 !== 0) return null;
+  const bytes = Buffer.from(standard, 'base64');
+  return bytes.toString('base64').replace(/=+$/, '') === standard.replace(/=+$/, '') ? bytes : null;
 }
 
-/**
- * Canonical: the text is what encoding its bytes gives (in its alphabet, padded or
- * not). Unused bits set in the last character (RFC 4648, section 3.5), or padding of
- * the wrong length, would let two texts stand for one envelope.
- */
-function isCanonicalBase64(text: string): boolean {
-  const standard = text.replace(/-/g, '+').replace(/_/g, '/');
-  if (standard.includes('=') && standard.length % 4 !== 0) return false;
-  return decodeBase64(text).toString('base64').replace(/=+$/, '') === standard.replace(/=+$/, '');
+/** A base64 field of at most `max` characters, decoded once, here. */
+function base64Bytes(min: number, max: number): z.ZodType<Buffer, string> {
+  return z
+    .string()
+    .min(min)
+    .max(max)
+    .regex(BASE64, 'base64')
+    .transform((text, context) => {
+      const bytes = decodeCanonicalBase64(text);
+      if (bytes !== null) return bytes;
+      context.addIssue({ code: 'custom', message: 'canonical base64' });
+      return z.NEVER;
+    });
 }
 
 const envelopeSchema = z.object({
   payloadType: z.string().min(1).max(1024),
-  payload: z.string().max(64 * 1024 * 1024).regex(BASE64, 'base64').refine(isCanonicalBase64, 'canonical base64'),
+  payload: base64Bytes(0, 64 * 1024 * 1024),
   signatures: z
-    .array(z.object({ keyid: z.string().max(1024).optional(), sig: z.string().min(1).max(65_536).regex(BASE64, 'base64').refine(isCanonicalBase64, 'canonical base64') }))
+    .array(z.object({ keyid: z.string().max(1024).optional(), sig: base64Bytes(1, 65_536) }))
     .min(1)
     .max(64),
 });
@@ -101,7 +114,7 @@ export function parseDsseEnvelope(document: unknown): ParsedDsseEnvelope {
   const envelope = result.data;
   return {
     payloadType: envelope.payloadType,
-    payload: decodeBase64(envelope.payload),
-    signatures: envelope.signatures.map((s) => ({ keyid: s.keyid ?? '', sig: decodeBase64(s.sig) })),
+    payload: envelope.payload,
+    signatures: envelope.signatures.map((s) => ({ keyid: s.keyid ?? '', sig: s.sig })),
   };
 }
