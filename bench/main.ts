@@ -12,7 +12,11 @@
  *      transparency log is measured in the same run: a second service, on a copy of
  *      the database, runs with the log swapped for one that records nothing
  *      (bench/unlogged-log.ts), and the two are loaded in turn, alternating, for
- *      --rounds rounds each, so that other work on the machine weighs on both alike;
+ *      --rounds rounds each, so that other work on the machine weighs on both alike.
+ *      Beside the rates it reports the CPU each variant spent per answered request
+ *      (the service's threads, its main thread alone, and the load generator), read
+ *      from /proc: the share of the log's cost that the rates alone hide when the
+ *      machine, not the service, is what limits them;
  *   4. the identity + policy step alone (token verification and the policy decision,
  *      in this process, one at a time), to show its share of the end-to-end cost.
  *
@@ -107,6 +111,46 @@ async function waitReady(url: string, ca: Buffer): Promise<void> {
 
 type LogVariant = 'on' | 'off' | 'promises';
 
+/** Average CPU per answered request, in microseconds. */
+interface CpuPerRequest {
+  readonly serviceMicroseconds: number;
+  readonly mainThreadMicroseconds: number;
+  readonly loadGeneratorMicroseconds: number;
+}
+
+interface BenchService {
+  readonly port: number;
+  readonly child: ChildProcess;
+  nextToken: number;
+  readonly runs: LoadRun[];
+  /**
+   * CPU seconds over the measured rounds: the service process (all its threads, SoftHSM
+   * included), its main thread alone (the event loop: HTTP, TLS, SQLite, the log's
+   * Merkle work), and this load generator.
+   */
+  readonly cpu: { service: number; mainThread: number; client: number; requests: number };
+}
+
+/**
+ * User + system CPU seconds a child process has used so far, all threads or its main
+ * thread only (proc(5): utime and stime, fields 14 and 15 of /proc/PID/stat or
+ * /proc/PID/task/PID/stat, in clock ticks of 1/100 s on Linux). NaN where there is no /proc.
+ */
+function processCpuSeconds(child: ChildProcess, scope: 'all threads' | 'main thread' = 'all threads'): number {
+  const pid = String(child.pid);
+  try {
+    const stat = readFileSync(scope === 'main thread' ? `/proc/${pid}/task/${pid}/stat` : `/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) may hold spaces; the fields after it are plain.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+/** USER_HZ, which Linux fixes at 100 for /proc whatever the kernel's own tick rate. */
+const CLOCK_TICKS_PER_SECOND = 100;
+
 /** The service in its own process (bench/serve.ts), on `port` and `database`, with its log, without, or with promises. */
 function startBenchService(configPath: string, port: number, database: string, variant: LogVariant): ChildProcess {
   // --profile DIR: each service writes a V8 CPU profile there when it stops (open it in Chrome's DevTools).
@@ -193,7 +237,7 @@ async function main(): Promise<void> {
   log(`4/4 end to end, ${connections} keep-alive mTLS clients: with the log, without it, and with promises, ${rounds} alternating rounds of ${seconds} s…`);
   // Every service starts from init's database, each on a file of its own.
   const variants: readonly LogVariant[] = ['on', 'off', 'promises'];
-  const services = new Map<LogVariant, { port: number; child: ChildProcess; nextToken: number; runs: LoadRun[] }>();
+  const services = new Map<LogVariant, BenchService>();
   const ca = readFileSync(init.caCert);
   const urlOf = (servicePort: number): string => {
     const url = new URL(init.url);
@@ -204,12 +248,12 @@ async function main(): Promise<void> {
     const database = variant === 'on' ? init.database : join(dir, `log-${variant}.db`);
     if (variant !== 'on') copyFileSync(init.database, database);
     const servicePort = variant === 'on' ? port : await freePort();
-    services.set(variant, { port: servicePort, child: startBenchService(init.config, servicePort, database, variant), nextToken: 0, runs: [] });
+    services.set(variant, { port: servicePort, child: startBenchService(init.config, servicePort, database, variant), nextToken: 0, runs: [], cpu: { service: 0, mainThread: 0, client: 0, requests: 0 } });
     // One at a time: SoftHSM processes starting together on one token directory
     // sometimes miss the token while another rewrites its files.
     await waitReady(urlOf(servicePort), ca);
   }
-  const service = (variant: LogVariant): { port: number; child: ChildProcess; nextToken: number; runs: LoadRun[] } => {
+  const service = (variant: LogVariant): BenchService => {
     const found = services.get(variant);
     if (found === undefined) throw new Error(`no ${variant} service`);
     return found;
@@ -232,7 +276,19 @@ async function main(): Promise<void> {
     for (let round = 0; round < rounds; round += 1) {
       // A B C, C B A, …: none always goes first or last.
       const order = round % 2 === 0 ? variants : [...variants].reverse();
-      for (const variant of order) service(variant).runs.push(await closedLoop(targetOf(variant), connections, seconds));
+      for (const variant of order) {
+        const measured = service(variant);
+        const serviceBefore = processCpuSeconds(measured.child);
+        const mainBefore = processCpuSeconds(measured.child, 'main thread');
+        const clientBefore = process.cpuUsage();
+        const run = await closedLoop(targetOf(variant), connections, seconds);
+        const client = process.cpuUsage(clientBefore);
+        measured.cpu.service += processCpuSeconds(measured.child) - serviceBefore;
+        measured.cpu.mainThread += processCpuSeconds(measured.child, 'main thread') - mainBefore;
+        measured.cpu.client += (client.user + client.system) / 1e6;
+        measured.cpu.requests += run.latencies.length;
+        measured.runs.push(run);
+      }
       const last = (variant: LogVariant): string => summarise(service(variant).runs.slice(-1)).perSecond.toFixed(0);
       log(`  round ${round + 1}: with the log ${last('on')}/s, without ${last('off')}/s, with promises ${last('promises')}/s`);
     }
@@ -242,6 +298,13 @@ async function main(): Promise<void> {
     const ratiosByRound = (variant: LogVariant): number[] =>
       service(variant).runs.map((run, index) => summarise([run]).perSecond / summarise([service('off').runs[index] as LoadRun]).perSecond);
     const roundRatios = ratiosByRound('on');
+    // CPU per answered request: where the log's cost goes when the machine is the limit.
+    const cpuPerRequest = (variant: LogVariant): CpuPerRequest => {
+      const { cpu } = service(variant);
+      const micros = (seconds: number): number => (seconds / cpu.requests) * 1e6;
+      return { serviceMicroseconds: micros(cpu.service), mainThreadMicroseconds: micros(cpu.mainThread), loadGeneratorMicroseconds: micros(cpu.client) };
+    };
+    const cpuByVariant = { on: cpuPerRequest('on'), off: cpuPerRequest('off'), promises: cpuPerRequest('promises') };
     await stopBenchService(service('off').child);
     await stopBenchService(service('promises').child);
     const half = summarise([await openLoop(targetOf('on'), max.perSecond / 2, seconds, connections)]);
@@ -255,6 +318,7 @@ async function main(): Promise<void> {
       endToEndWithoutLog: { connections, rounds, ...baseline },
       endToEndWithPromises: { connections, rounds, ...promising },
       halfLoad: { targetPerSecond: max.perSecond / 2, ...half },
+      cpuPerRequest: { withLog: cpuByVariant.on, withoutLog: cpuByVariant.off, withPromises: cpuByVariant.promises },
       identityAndPolicy: { perSecondOneCore: identityPerSecond, microsecondsEach: 1e6 / identityPerSecond },
       ratios: {
         endToEndOverRaw: max.perSecond / raw.perSecond,
@@ -274,6 +338,8 @@ async function main(): Promise<void> {
       const row = (name: string, r: LoadResult): string =>
         `${name.padEnd(40)} ${r.perSecond.toFixed(0).padStart(7)}/s  p50 ${r.p50Ms.toFixed(2)} ms  p99 ${r.p99Ms.toFixed(2)} ms  (${r.requests} requests, ${r.failures} failed)`;
       const percent = (ratio: number): string => `${(ratio * 100).toFixed(1)}%`;
+      const cpuRow = (cpu: CpuPerRequest): string =>
+        `${cpu.serviceMicroseconds.toFixed(0)} (main thread ${cpu.mainThreadMicroseconds.toFixed(0)}) + ${cpu.loadGeneratorMicroseconds.toFixed(0)} µs`;
       process.stdout.write(
         [
           '',
@@ -284,6 +350,7 @@ async function main(): Promise<void> {
           `  with the log / without                 ${percent(results.ratios.withLogOverWithout)}   (rounds: ${roundRatios.map(percent).join(', ')}; target ≥ 80%)`,
           row(`  same, with a promise in every answer`, promising),
           `  with promises / without                ${percent(results.ratios.withPromisesOverWithout)}   (rounds: ${results.ratios.withPromisesOverWithoutByRound.map(percent).join(', ')})`,
+          `CPU per request, service + load generator: with the log ${cpuRow(cpuByVariant.on)}, without ${cpuRow(cpuByVariant.off)}, with promises ${cpuRow(cpuByVariant.promises)}`,
           row(`POST /v1/sign at half load`, half),
           `end-to-end / raw PKCS#11                 ${percent(results.ratios.endToEndOverRaw)}   (target ≥ 40%)`,
           `p99 at half load                         ${half.p99Ms.toFixed(2)} ms (target < 10 ms)`,

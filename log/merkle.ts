@@ -82,9 +82,21 @@ export function nodeKey(ref: NodeRef): string {
   return `${ref.level}:${ref.index}`;
 }
 
+/**
+ * 2^0 … 2^MAX_LEVEL, exact. Looked up rather than computed: `2 ** level` with a variable
+ * exponent is a call to the C library's pow(), and proofs and appends evaluate it for
+ * every node they touch.
+ */
+const POWERS_OF_TWO: readonly number[] = Array.from({ length: MAX_LEVEL + 1 }, (_, level) => 2 ** level);
+
+/** 2^level for an integer level in [0, MAX_LEVEL]; NaN otherwise. */
+function powerOfTwo(level: number): number {
+  return POWERS_OF_TWO[level] ?? Number.NaN;
+}
+
 /** The leaf range [start, end) a node covers. */
 export function nodeRange(ref: NodeRef): { start: number; end: number } {
-  const width = 2 ** ref.level;
+  const width = powerOfTwo(ref.level);
   return { start: ref.index * width, end: (ref.index + 1) * width };
 }
 
@@ -107,7 +119,7 @@ function isNodeRef(value: NodeRef): boolean {
     level <= MAX_LEVEL &&
     Number.isInteger(index) &&
     index >= 0 &&
-    (index + 1) * 2 ** level <= MAX_TREE_SIZE
+    (index + 1) * powerOfTwo(level) <= MAX_TREE_SIZE
   );
 }
 
@@ -121,7 +133,7 @@ function half(value: number): number {
 
 /** 2^⌊log2 x⌋ for 1 ≤ x ≤ 2^53. */
 function highestPowerOfTwoAtMost(x: number): number {
-  if (x < 2 ** 32) return 2 ** (31 - Math.clz32(x));
+  if (x < 2 ** 32) return powerOfTwo(31 - Math.clz32(x));
   let power = 2 ** 32;
   while (power * 2 <= x) power *= 2;
   return power;
@@ -134,6 +146,7 @@ function largestPowerOfTwoBelow(n: number): number {
 
 /** log2 of a power of two. */
 function levelOf(power: number): number {
+  if (power < 2 ** 32) return 31 - Math.clz32(power);
   let level = 0;
   for (let width = 1; width < power; width *= 2) level += 1;
   return level;
@@ -322,7 +335,12 @@ export function treeRoot(size: number, lookup: NodeLookup): Buffer {
 
 /** The audit path of leaf `index` in the tree of `size` leaves (RFC 9162 §2.1.3.1). */
 export function inclusionProof(index: number, size: number, lookup: NodeLookup): Buffer[] {
-  return inclusionPlan(index, size).map((refs) => foldSubtrees(refs, lookup));
+  return proofFromPlan(inclusionPlan(index, size), lookup);
+}
+
+/** The proof a plan (inclusionPlan, consistencyPlan) describes: each element folded from its subtrees. */
+export function proofFromPlan(plan: readonly (readonly NodeRef[])[], lookup: NodeLookup): Buffer[] {
+  return plan.map((refs) => foldSubtrees(refs, lookup));
 }
 
 /** The consistency proof from `oldSize` to `newSize` (RFC 9162 §2.1.4.1). */

@@ -32,7 +32,7 @@ import {
   inclusionProof,
   leafHash,
   nodeKey,
-  nodesNeeded,
+  proofFromPlan,
   rootPlan,
   treeRoot,
   verifyConsistency,
@@ -47,6 +47,18 @@ import type { CheckpointRecord, LogEntryInput, LogEntryRecord, SignetStore, Stor
 const NODE_CACHE_ENTRIES = 65_536;
 /** Newly covered entries whose proof nodes a signing round reads ahead (≈ 2 nodes each, well under a read's limit). */
 const PREFETCHED_PROOFS = 256;
+
+/** Below this index, `index · 64 + level` (level ≤ 53) is an exact, unique number. */
+const NUMERIC_KEY_INDEX_LIMIT = 2 ** 47;
+
+/**
+ * The node cache's key: a number where one is exact (every node of a tree below 2^47
+ * leaves), else `nodeKey`'s string. Numbers hash and compare without building a string
+ * per lookup, and a proof looks up a few dozen nodes.
+ */
+function cacheKeyOf(ref: NodeRef): number | string {
+  return ref.index < NUMERIC_KEY_INDEX_LIMIT ? ref.index * 64 + ref.level : nodeKey(ref);
+}
 
 export interface LogReceipt {
   readonly index: number;
@@ -114,7 +126,7 @@ export class TransparencyLog {
   /** The newest signing round; every later round's head must extend its head. */
   #round: CheckpointRound | undefined;
   /** Hashes of perfect subtrees read before (immutable once stored), most recent last. */
-  readonly #nodeCache = new Map<string, Buffer>();
+  readonly #nodeCache = new Map<number | string, Buffer>();
 
   constructor(options: TransparencyLogOptions) {
     this.origin = options.origin;
@@ -179,7 +191,8 @@ export class TransparencyLog {
     const checkpoint = this.#store.kind === 'postgres' ? await signed.recorded : signed.record;
     const hash = options.leaf === undefined ? (await this.entry(index)).leafHash : leafHash(options.leaf);
     // The checkpoint was signed over stored entries, so its size exists.
-    const proof = await this.#withNodes([inclusionPlan(index, checkpoint.size)], (lookup) => inclusionProof(index, checkpoint.size, lookup));
+    const plan = inclusionPlan(index, checkpoint.size);
+    const proof = await this.#withNodes([plan], (lookup) => proofFromPlan(plan, lookup));
     return {
       index,
       leafHash: hash.toString('base64'),
@@ -383,25 +396,32 @@ export class TransparencyLog {
   }
 
   async #withNodes<T>(plans: readonly NodePlan[], compute: (lookup: NodeLookup) => T): Promise<T> {
-    const refs = nodesNeeded(plans);
-    const nodes = new Map<string, Buffer>();
-    const missing: NodeRef[] = [];
-    for (const ref of refs) {
-      const cached = this.#nodeCache.get(nodeKey(ref));
-      if (cached === undefined) missing.push(ref);
-      else nodes.set(nodeKey(ref), cached);
-    }
-    if (missing.length > 0) {
-      for (const [key, hash] of await this.#store.log.nodes(missing)) {
-        nodes.set(key, hash);
-        this.#remember(key, hash);
+    // Most nodes are cached (proofs against recent checkpoints share them): only the
+    // missing ones are collected, each once, and read in one batch.
+    let missing: Map<string, NodeRef> | undefined;
+    const collect = (ref: NodeRef): void => {
+      if (!this.#nodeCache.has(cacheKeyOf(ref))) (missing ??= new Map()).set(nodeKey(ref), ref);
+    };
+    for (const plan of plans) {
+      for (const item of plan) {
+        if (Array.isArray(item)) (item as readonly NodeRef[]).forEach(collect);
+        else collect(item as NodeRef);
       }
     }
-    return compute((ref) => {
-      const hash = nodes.get(nodeKey(ref));
+    const fetched = missing === undefined ? undefined : await this.#store.log.nodes([...missing.values()]);
+    // The cache is not touched until `compute` has run, so nothing it relies on is evicted meanwhile.
+    const result = compute((ref) => {
+      const hash = this.#nodeCache.get(cacheKeyOf(ref)) ?? fetched?.get(nodeKey(ref));
       if (hash === undefined) throw new LogError('LOG_INCONSISTENT', 'a Merkle node is missing from storage');
       return hash;
     });
+    if (missing !== undefined && fetched !== undefined) {
+      for (const [key, ref] of missing) {
+        const hash = fetched.get(key);
+        if (hash !== undefined) this.#remember(ref, hash);
+      }
+    }
+    return result;
   }
 
   /**
@@ -410,12 +430,12 @@ export class TransparencyLog {
    * reads see committed data only; so a cached hash is as good as a read. Proofs
    * against the newest checkpoints share most of their nodes.
    */
-  #remember(key: string, hash: Buffer): void {
+  #remember(ref: NodeRef, hash: Buffer): void {
     if (this.#nodeCache.size >= NODE_CACHE_ENTRIES) {
       const oldest = this.#nodeCache.keys().next();
       if (oldest.done !== true) this.#nodeCache.delete(oldest.value);
     }
-    this.#nodeCache.set(key, hash);
+    this.#nodeCache.set(cacheKeyOf(ref), hash);
   }
 
 }

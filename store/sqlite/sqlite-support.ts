@@ -27,7 +27,7 @@ export interface SqliteAccess {
  * (or process) can write between what the operation reads and what it writes.
  */
 export function atomically<T>(access: SqliteAccess, operation: () => T): T {
-  return access.db.transaction(operation).immediate();
+  return transactionRunner(access.db).immediate(operation) as T;
 }
 
 /**
@@ -36,5 +36,21 @@ export function atomically<T>(access: SqliteAccess, operation: () => T): T {
  * transaction of its own, which costs more than a primary-key lookup.
  */
 export function consistently<T>(access: SqliteAccess, operation: () => T): T {
-  return access.db.inTransaction ? operation() : access.db.transaction(operation).deferred();
+  return access.db.inTransaction ? operation() : (transactionRunner(access.db).deferred(operation) as T);
+}
+
+/**
+ * One transaction function per connection, taking the operation as its argument:
+ * `db.transaction(fn)` builds four wrappers each time it is called, which cost more
+ * than the statements of a small operation.
+ */
+const runners = new WeakMap<Database.Database, Database.Transaction<(operation: () => unknown) => unknown>>();
+
+function transactionRunner(db: Database.Database): Database.Transaction<(operation: () => unknown) => unknown> {
+  let runner = runners.get(db);
+  if (runner === undefined) {
+    runner = db.transaction((operation: () => unknown) => operation());
+    runners.set(db, runner);
+  }
+  return runner;
 }
