@@ -396,32 +396,38 @@ export class TransparencyLog {
   }
 
   async #withNodes<T>(plans: readonly NodePlan[], compute: (lookup: NodeLookup) => T): Promise<T> {
-    // Most nodes are cached (proofs against recent checkpoints share them): only the
-    // missing ones are collected, each once, and read in one batch.
-    let missing: Map<string, NodeRef> | undefined;
-    const collect = (ref: NodeRef): void => {
-      if (!this.#nodeCache.has(cacheKeyOf(ref))) (missing ??= new Map()).set(nodeKey(ref), ref);
-    };
+    const refs: NodeRef[] = [];
     for (const plan of plans) {
       for (const item of plan) {
-        if (Array.isArray(item)) (item as readonly NodeRef[]).forEach(collect);
-        else collect(item as NodeRef);
+        if (Array.isArray(item)) refs.push(...(item as readonly NodeRef[]));
+        else refs.push(item as NodeRef);
       }
     }
-    const fetched = missing === undefined ? undefined : await this.#store.log.nodes([...missing.values()]);
-    // The cache is not touched until `compute` has run, so nothing it relies on is evicted meanwhile.
-    const result = compute((ref) => {
-      const hash = this.#nodeCache.get(cacheKeyOf(ref)) ?? fetched?.get(nodeKey(ref));
+    const missing = new Map<string, NodeRef>();
+    for (const ref of refs) if (!this.#nodeCache.has(cacheKeyOf(ref))) missing.set(nodeKey(ref), ref);
+    const lookupIn = (nodes: ReadonlyMap<number | string, Buffer>): NodeLookup => (ref) => {
+      const hash = nodes.get(cacheKeyOf(ref));
       if (hash === undefined) throw new LogError('LOG_INCONSISTENT', 'a Merkle node is missing from storage');
       return hash;
-    });
-    if (missing !== undefined && fetched !== undefined) {
-      for (const [key, ref] of missing) {
-        const hash = fetched.get(key);
-        if (hash !== undefined) this.#remember(ref, hash);
-      }
+    };
+    // Everything cached (proofs against recent checkpoints share their nodes): computed
+    // at once, before anything else can change the cache.
+    if (missing.size === 0) return compute(lookupIn(this.#nodeCache));
+    // Otherwise the cached nodes are held here across the read, during which other
+    // calls may evict them, and the missing ones are read, each once, in one batch.
+    const nodes = new Map<number | string, Buffer>();
+    for (const ref of refs) {
+      const cached = this.#nodeCache.get(cacheKeyOf(ref));
+      if (cached !== undefined) nodes.set(cacheKeyOf(ref), cached);
     }
-    return result;
+    const fetched = await this.#store.log.nodes([...missing.values()]);
+    for (const [key, ref] of missing) {
+      const hash = fetched.get(key);
+      if (hash === undefined) continue;
+      nodes.set(cacheKeyOf(ref), hash);
+      this.#remember(ref, hash);
+    }
+    return compute(lookupIn(nodes));
   }
 
   /**
