@@ -35,8 +35,25 @@ export function decodeBase64(text: string): Buffer | null {
   return bytes.toString('base64') === text ? bytes : null;
 }
 
-const base64 = z.string().max(16 * 1024 * 1024).refine((s) => decodeBase64(s) !== null, 'base64');
-const base64Hash = z.string().refine((s) => decodeBase64(s)?.length === 32, 'a base64 SHA-256 hash');
+/**
+ * A canonical base64 field (decodeBase64), decoded once, here, to its bytes; `bytes`:
+ * the exact decoded length required.
+ */
+export function base64Bytes(options: { readonly bytes?: number } = {}): z.ZodType<Buffer, string> {
+  const expected = options.bytes;
+  return z
+    .string()
+    .max(16 * 1024 * 1024)
+    .transform((text, context) => {
+      const bytes = decodeBase64(text);
+      if (bytes !== null && (expected === undefined || bytes.length === expected)) return bytes;
+      context.addIssue({ code: 'custom', message: expected === 32 ? 'a base64 SHA-256 hash' : 'canonical base64' });
+      return z.NEVER;
+    });
+}
+
+const base64 = base64Bytes();
+const base64Hash = base64Bytes({ bytes: 32 });
 const logIndex = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 
 const decisionSchema = z.object({
@@ -126,20 +143,18 @@ export function readLogEvidence(value: unknown): LogEvidence | string {
   const parsed = receiptLogSchema.safeParse(value);
   if (!parsed.success) return `the receipt's log entry is malformed (${problems(parsed.error)})`;
   const log = parsed.data;
-  const b64 = (text: string): Buffer => decodeBase64(text) ?? Buffer.alloc(0);
   return {
     index: log.index,
-    leafHash: b64(log.leafHash),
+    leafHash: log.leafHash,
     treeSize: log.treeSize,
-    rootHash: b64(log.rootHash),
-    inclusionProof: log.inclusionProof.map(b64),
+    rootHash: log.rootHash,
+    inclusionProof: log.inclusionProof,
     checkpoint: log.checkpoint,
     integratedTime: log.integratedTime,
-    inclusionPromise: log.inclusionPromise === undefined || log.inclusionPromise === null ? null : b64(log.inclusionPromise),
+    inclusionPromise: log.inclusionPromise ?? null,
     decisionIndex: log.decisionIndex ?? null,
-    leaf: log.leaf === undefined ? null : b64(log.leaf),
-    decision:
-      log.decision === undefined ? null : { index: log.decision.index, leaf: b64(log.decision.leaf), inclusionProof: log.decision.inclusionProof.map(b64) },
+    leaf: log.leaf ?? null,
+    decision: log.decision === undefined ? null : { index: log.decision.index, leaf: log.decision.leaf, inclusionProof: log.decision.inclusionProof },
   };
 }
 
@@ -152,7 +167,7 @@ export function readReceipt(bytes: Uint8Array): Receipt {
   return {
     format: receipt.format,
     keyId: receipt.keyId ?? null,
-    signature: receipt.signature === undefined ? null : decodeBase64(receipt.signature),
+    signature: receipt.signature ?? null,
     digestAlgorithm: algorithm,
     digestValue: receipt.digest?.value ?? null,
     chain: receipt.chain ?? [],

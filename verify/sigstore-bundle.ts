@@ -6,15 +6,15 @@
  * entry. The entry becomes the log evidence that the common log check verifies; when
  * the receipt states the entry too, both must say the same.
  */
-import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { SIGSTORE_BUNDLE_V03_MEDIA_TYPE } from '../formats/sigstore-bundle.js';
-import { decodeBase64, type LogEvidence } from './inputs.js';
+import { leafHash } from '../log/merkle.js';
+import { base64Bytes, type LogEvidence } from './inputs.js';
 import { refuse } from './result.js';
 import { pemOfDer } from './signing-key.js';
 
-/** Canonical base64 only (inputs.ts, decodeBase64): the bundle's fields bind the release bit for bit. */
-const base64 = z.string().max(16 * 1024 * 1024).refine((text) => decodeBase64(text) !== null, 'canonical base64');
+/** Canonical base64 only: the bundle's fields bind the release bit for bit. */
+const base64 = base64Bytes();
 const int64 = z.string().regex(/^(0|[1-9][0-9]{0,15})$/).transform(Number).pipe(z.number().int().max(Number.MAX_SAFE_INTEGER));
 
 const tlogEntrySchema = z.object({
@@ -59,8 +59,6 @@ export interface SigstoreBundleView {
   readonly fromFile: boolean;
 }
 
-const b64 = (text: string): Buffer => Buffer.from(text, 'base64');
-
 function parseJson(bytes: Buffer): unknown {
   try {
     return JSON.parse(bytes.toString('utf8')) as unknown;
@@ -91,14 +89,14 @@ export function readSigstoreBundle(signatureFile: Buffer, fromReceipt: unknown):
     if (bundle.messageSignature.messageDigest.algorithm !== 'SHA2_256') {
       throw refuse('signature-invalid', 'SIGNATURE_MALFORMED', 'the Sigstore message signature is not over a SHA-256 digest');
     }
-    content = { kind: 'message-signature', sha256: b64(bundle.messageSignature.messageDigest.digest), signature: b64(bundle.messageSignature.signature) };
+    content = { kind: 'message-signature', sha256: bundle.messageSignature.messageDigest.digest, signature: bundle.messageSignature.signature };
   } else {
     content = { kind: 'dsse', envelope: bundle.dsseEnvelope };
   }
 
   const proof = entry.inclusionProof;
   if (proof.logIndex !== entry.logIndex) throw refuse('inclusion-proof-mismatch', 'RECEIPT_LOG_INVALID', 'the Sigstore bundle proves another index than its entry');
-  const leaf = b64(entry.canonicalizedBody);
+  const leaf = entry.canonicalizedBody;
   let body: unknown;
   try {
     body = JSON.parse(leaf.toString('utf8'));
@@ -110,23 +108,23 @@ export function readSigstoreBundle(signatureFile: Buffer, fromReceipt: unknown):
   if (kind !== entry.kindVersion.kind || apiVersion !== entry.kindVersion.version) {
     throw refuse('inclusion-proof-mismatch', 'LOG_ENTRY_MISMATCH', "the Sigstore bundle's kindVersion is not its entry body's kind and version");
   }
-  const rootHash = b64(proof.rootHash);
-  const hashes = proof.hashes.map(b64);
+  const rootHash = proof.rootHash;
+  const hashes = proof.hashes;
   if (rootHash.length !== 32 || hashes.some((h) => h.length !== 32)) throw refuse('inclusion-proof-mismatch', 'RECEIPT_LOG_INVALID', "the Sigstore bundle's proof hashes are not SHA-256 hashes");
   return {
-    certificatePem: pemOfDer(b64(bundle.verificationMaterial.certificate.rawBytes)),
+    certificatePem: pemOfDer(bundle.verificationMaterial.certificate.rawBytes),
     content,
-    logId: b64(entry.logId.keyId),
+    logId: entry.logId.keyId,
     fromFile: fromFile !== undefined,
     evidence: {
       index: entry.logIndex,
-      leafHash: createHash('sha256').update(Buffer.from([0])).update(leaf).digest(),
+      leafHash: leafHash(leaf),
       treeSize: proof.treeSize,
       rootHash,
       inclusionProof: hashes,
       checkpoint: proof.checkpoint.envelope,
       integratedTime: entry.integratedTime,
-      inclusionPromise: entry.inclusionPromise === undefined ? null : b64(entry.inclusionPromise.signedEntryTimestamp),
+      inclusionPromise: entry.inclusionPromise === undefined ? null : entry.inclusionPromise.signedEntryTimestamp,
       decisionIndex: null,
       leaf,
       decision: null,
