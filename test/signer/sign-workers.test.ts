@@ -238,7 +238,7 @@ describe('signing workers', () => {
 
 describe('the signing queue', () => {
   it('refuses at once when the wait queue is full, and times out waiting for a worker', async () => {
-    const rsa = keyOf('rsa-pss-3072');
+    const rsa = keyOf('rsa-pss-4096');
     const p256 = keyOf('ecdsa-p256');
     const options = { modulePath: token.modulePath, tokenLabel: token.label, pin: token.pin, poolSize: 1, signWorkers: 1 };
     const noQueue = await openPkcs11Hsm({ ...options, maxWaiting: 0 });
@@ -253,11 +253,14 @@ describe('the signing queue', () => {
 
     const impatient = await openPkcs11Hsm({ ...options, acquireTimeoutMs: 1 });
     try {
-      // An RSA-3072 signature takes several milliseconds in SoftHSM: what waits behind it
-      // for more than 1 ms gives up with HSM_UNAVAILABLE.
+      // An RSA-4096 signature takes several milliseconds in SoftHSM, and the worker holds
+      // nothing else: the jobs queued behind it wait at least that long for a free slot,
+      // so they give up after 1 ms with HSM_UNAVAILABLE. (With fast jobs in the slot, a
+      // loaded machine could deliver the worker's answer in the same turn of the event
+      // loop as the 1 ms timer, and a queued job would be dispatched before it fired.)
       const slow = signOne(impatient, rsa, 0);
       // Held by the worker behind the slow one: they do not time out.
-      const held = Array.from({ length: JOBS_PER_WORKER - 1 }, (_, i) => signOne(impatient, p256, i));
+      const held = Array.from({ length: JOBS_PER_WORKER - 1 }, (_, i) => signOne(impatient, rsa, i + 1));
       const waiting = Array.from({ length: 5 }, (_, i) => signOne(impatient, p256, i));
       for (const job of waiting) await expectHsmError(job, 'HSM_UNAVAILABLE');
       expectAllVerify([await slow, ...(await Promise.all(held))]);
