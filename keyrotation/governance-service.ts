@@ -365,12 +365,15 @@ export interface SigningGuardOptions {
 interface GuardState {
   readonly freeze: FreezeState;
   readonly revoked: ReadonlySet<string>;
+  /** The SHA-256 of the policy a quorum approved last (`set-policy`), or null if none was. */
+  readonly approvedPolicySha256: string | null;
   readonly readAt: number;
 }
 
 /**
- * Freezes and revoked client certificates for the signing path, read from storage and
- * kept for `cacheMs` so that signing does not pay a storage round trip per request.
+ * Freezes, revoked client certificates and the approved policy hash for the signing
+ * path, read from storage and kept for `cacheMs` so that signing does not pay a storage
+ * round trip per request.
  * Fails closed: if storage cannot be read, the error propagates and nothing is signed.
  */
 export class SigningGuard {
@@ -398,6 +401,11 @@ export class SigningGuard {
     return (await this.#current()).revoked.has(certificateSha256);
   }
 
+  /** The SHA-256 of the policy a quorum approved last, or null if no `set-policy` was executed. */
+  async approvedPolicySha256(): Promise<string | null> {
+    return (await this.#current()).approvedPolicySha256;
+  }
+
   async #current(): Promise<GuardState> {
     const now = this.#options.now?.() ?? Date.now();
     const state = this.#state;
@@ -418,7 +426,13 @@ export class SigningGuard {
   }
 
   async #read(now: number): Promise<GuardState> {
-    const [freezes, revoked] = await Promise.all([this.#options.store.governance.listFreezes(), this.#options.store.governance.listRevokedCertificates()]);
-    return { freeze: freezeStateOf(freezes), revoked: new Set(revoked.map((r) => r.certificateSha256)), readAt: now };
+    const { governance } = this.#options.store;
+    const [freezes, revoked, settings] = await Promise.all([governance.listFreezes(), governance.listRevokedCertificates(), governance.settings()]);
+    return {
+      freeze: freezeStateOf(freezes),
+      revoked: new Set(revoked.map((r) => r.certificateSha256)),
+      approvedPolicySha256: settings.policySha256,
+      readAt: now,
+    };
   }
 }

@@ -109,6 +109,12 @@ const SERVER_ERRORS: Readonly<Record<string, { status: ContentfulStatusCode; cod
   LOG_UNAVAILABLE: { status: 503, code: 'LOG_UNAVAILABLE', message: 'the transparency log cannot record; nothing was signed' },
   LOG_INCONSISTENT: { status: 503, code: 'LOG_UNAVAILABLE', message: 'the transparency log cannot record; nothing was signed' },
   JWKS_UNAVAILABLE: { status: 503, code: 'JWKS_UNAVAILABLE', message: "the token issuer's keys could not be fetched; nothing was signed" },
+  // The operator must load the policy file the officers approved (keyrotation, set-policy).
+  POLICY_NOT_APPROVED: {
+    status: 503,
+    code: 'POLICY_NOT_APPROVED',
+    message: 'the policy in force is not the one the security officers approved; nothing was signed',
+  },
   HSM_SESSION_LOST: HSM_DOWN,
   HSM_TOKEN_NOT_FOUND: HSM_DOWN,
   HSM_TOKEN_AMBIGUOUS: HSM_DOWN,

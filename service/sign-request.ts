@@ -33,6 +33,7 @@ import { KeyError } from '../keyrotation/errors.js';
 import { parseKeyReference } from '../keyrotation/key-id.js';
 import { resolveKey } from '../keyrotation/signing-keys.js';
 import { decideSignRequest, type ApplicableLimits, type DenyReason } from '../policy/evaluate.js';
+import { PolicyError } from '../policy/errors.js';
 import type { LoadedPolicy } from '../policy/load.js';
 import { readManifestSource } from '../policy/manifest-binding.js';
 import { IdentityError, type PipelineTokenVerifier, type VerifiedIdentity } from '../policy/oidc/types.js';
@@ -116,6 +117,8 @@ export interface SignRequestDependencies {
   readonly summarizeIdentity: (identity: VerifiedIdentity) => Readonly<Record<string, string>>;
   /** Whether an officer froze signing for this project or everything (keyrotation/freeze.ts). */
   readonly signingFrozen?: (project: string) => Promise<boolean>;
+  /** The SHA-256 of the policy a quorum of officers approved (`set-policy`), or null if none was. */
+  readonly approvedPolicySha256?: () => Promise<string | null>;
 }
 
 export interface SignCaller {
@@ -141,6 +144,13 @@ export async function signRequest(deps: SignRequestDependencies, caller: SignCal
   }
 
   const policy = deps.currentPolicy();
+  // Once officers approved a policy, decisions are made under that policy only: if the
+  // one in force is another (approved while it was loaded, or loaded before the
+  // approval), nothing is decided or signed until the approved file is loaded.
+  const approved = (await deps.approvedPolicySha256?.()) ?? null;
+  if (approved !== null && approved !== policy.sha256) {
+    throw new PolicyError('POLICY_NOT_APPROVED', 'the policy in force is not the one the security officers approved');
+  }
   const now = deps.now();
   const decision = decideSignRequest(policy.document, {
     project: request.project,

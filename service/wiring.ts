@@ -142,6 +142,37 @@ export async function startService(config: Readonly<SignetConfig>, options: Star
     throw error;
   }
 
+  /** Puts `next` in force: recorded in the log first, so no decision is made under an unlogged policy. */
+  const adoptPolicy = async (next: LoadedPolicy): Promise<LoadedPolicy> => {
+    assertPolicyKeepsLogKey(next, config.log.keyName);
+    await recordPolicy(next, 'reload');
+    policy = next;
+    logger.info({ policySha256: next.sha256 }, 'policy reloaded');
+    return next;
+  };
+  /** The hash a quorum approved (set-policy), read from storage, not from a cache. */
+  const approvedPolicySha256 = async (): Promise<string | null> => (await openedStore.governance.settings()).policySha256;
+  const loadApprovedPolicyFile = async (): Promise<void> => {
+    const approved = await approvedPolicySha256();
+    if (approved === null || approved === policy.sha256) return;
+    const next = loadPolicyFile(config.policy.file);
+    if (next.sha256 !== approved) {
+      logger.warn({ approvedPolicySha256: approved, policySha256: policy.sha256, fileSha256: next.sha256 }, 'the policy file is not the policy the officers approved; signing is refused until the approved file is loaded (SIGHUP)');
+      return;
+    }
+    await adoptPolicy(next);
+  };
+  try {
+    const approved = await approvedPolicySha256();
+    if (approved !== null && approved !== policy.sha256) {
+      logger.warn({ approvedPolicySha256: approved, policySha256: policy.sha256 }, 'the policy file is not the policy the officers approved; signing is refused until the approved file is loaded (SIGHUP)');
+    }
+  } catch (error) {
+    await openedStore.close();
+    await hsm.close();
+    throw error;
+  }
+
   let stopping = false;
   let inFlight = 0;
   metrics.watchStore(openedStore);
@@ -167,6 +198,11 @@ export async function startService(config: Readonly<SignetConfig>, options: Star
           ...(failpoints === undefined ? {} : { failpoint: failpoints.hit }),
           onChange: () => {
             guard.invalidate();
+            // An executed set-policy takes effect here at once when the approved file is
+            // already in place (deployed first, its reload refused until the approval).
+            loadApprovedPolicyFile().catch((error: unknown) => {
+              logger.error({ err: error }, 'the approved policy could not be loaded; signing is refused until it is');
+            });
           },
         });
   const keyAgeWarningDays = config.governance.keyAgeWarningDays;
@@ -188,6 +224,7 @@ export async function startService(config: Readonly<SignetConfig>, options: Star
     exposeMetrics: config.metrics.onMainListener,
     trust: { store: openedStore, log, hsm, settings: caSettings, logKeyName: config.log.keyName, now: () => new Date() },
     signingFrozen: (project) => guard.isFrozen(project),
+    approvedPolicySha256: () => guard.approvedPolicySha256(),
     clients: { ciClientCa: tls.clientCa, isRevoked: (fingerprint) => guard.isRevoked(fingerprint) },
     officers: { governance, officerCa },
     readinessDetails: async () => ({ keys: { warningDays: keyAgeWarningDays, aging: await agingKeys() } }),
@@ -298,12 +335,15 @@ export async function startService(config: Readonly<SignetConfig>, options: Star
     routes: app.routes.filter((route) => route.method !== 'ALL').map((route) => ({ method: route.method, path: route.path })),
     reloadPolicy: async () => {
       const next = loadPolicyFile(config.policy.file);
-      assertPolicyKeepsLogKey(next, config.log.keyName);
-      // Recorded before it takes effect: no decision is made under an unlogged policy.
-      await recordPolicy(next, 'reload');
-      policy = next;
-      logger.info({ policySha256: next.sha256 }, 'policy reloaded');
-      return next;
+      // Once officers approved a policy, only that policy may be put in force.
+      const approved = await approvedPolicySha256();
+      if (approved !== null && approved !== next.sha256) {
+        throw new PolicyError(
+          'POLICY_NOT_APPROVED',
+          `policy file ${config.policy.file} (SHA-256 ${next.sha256}) is not the policy the security officers approved (SHA-256 ${approved}); the policy in force stays`,
+        );
+      }
+      return adoptPolicy(next);
     },
     stop: () => {
       stopped ??= (async () => {

@@ -9,7 +9,7 @@
  * scenario runs on its own `signet init` directory to have fresh officers. The helpers
  * are shared with other officer tests (test/helpers/officers.ts).
  */
-import { verify } from 'node:crypto';
+import { createHash, verify } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -245,5 +245,91 @@ describe('officers join and leave by quorum', { timeout: 180_000 }, () => {
     expect(refused.stderr).toContain('QUORUM_NOT_MET');
     expect((await officer(env, 'carol', 'status')).stderr).toContain('OFFICER_REMOVED');
     expect((await getJson(env, '/v1/keys/demo-release')).keyId).toBe('demo-release@1');
+  });
+});
+
+describe('a policy change takes effect only with the quorum (set-policy)', { timeout: 180_000 }, () => {
+  let env: Environment;
+  let policyFile: string;
+  let original: string;
+
+  beforeAll(async () => {
+    env = await setUp();
+    policyFile = join(env.dir, 'policy.yaml');
+    original = readFileSync(policyFile, 'utf8');
+  });
+
+  /** The same rules under another hash: a comment changes the file's bytes. */
+  const version = (name: string): string => `${original}\n# policy version ${name}\n`;
+  const sha256Of = (text: string): string => createHash('sha256').update(text).digest('hex');
+  const entriesOf = async (kind: string): Promise<{ kind: string; leaf: string }[]> => {
+    const { treeSize } = (await getJson(env, '/v1/log')) as { treeSize: number };
+    const { entries } = (await getJson(env, `/v1/log/entries?start=0&end=${treeSize}`)) as { entries: { kind: string; leaf: string }[] };
+    return entries.filter((e) => e.kind === kind);
+  };
+  const loadedPolicies = async (): Promise<string[]> =>
+    (await entriesOf('signet.policy/v1')).map((e) => (JSON.parse(Buffer.from(e.leaf, 'base64').toString('utf8')) as { spec: { sha256: string } }).spec.sha256);
+  const decisions = async (): Promise<number> => (await entriesOf('signet.decision/v1')).length;
+  /** Sends SIGHUP and waits for the service to report the reload's outcome. */
+  const reload = async (): Promise<'reloaded' | 'refused'> => {
+    const before = env.serve.output().length;
+    env.serve.child.kill('SIGHUP');
+    for (let waited = 0; waited < 5_000; waited += 50) {
+      const said = env.serve.output().slice(before);
+      if (said.includes('policy reloaded')) return 'reloaded';
+      if (said.includes('policy reload refused')) return 'refused';
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    throw new Error('the service did not report the reload within 5 s');
+  };
+  const signs = async (content: string): Promise<string> => {
+    const { result } = await sign(env, content);
+    return result.code === 0 ? 'signed' : result.stderr;
+  };
+
+  it('once a quorum approved a policy that is not loaded, nothing is signed until it is', async () => {
+    expect(await signs('before any approval')).toBe('signed');
+    const approvedText = version('2');
+    const proposalFile = join(env.dir, 'policy-2.yaml');
+    writeFileSync(proposalFile, approvedText);
+    const change = await propose(env, 'alice', 'set-policy', '--policy-file', proposalFile, '--reason', 'tighten');
+    json(await approve(env, 'bob', change.id, totp(env.secret('bob'))));
+    json(await approve(env, 'carol', change.id, totp(env.secret('carol'))));
+    json(await officer(env, 'alice', 'execute', change.id));
+
+    // The file in place is still the old one: refused, with a stable code, and no decision is made (none logged).
+    const decisionsBefore = await decisions();
+    const refused = await signs('under the old policy');
+    expect(refused).toContain('POLICY_NOT_APPROVED');
+    expect(await decisions()).toBe(decisionsBefore);
+
+    // Another file is refused on reload; the approved one is loaded, and signing resumes.
+    writeFileSync(policyFile, version('unapproved'));
+    expect(await reload()).toBe('refused');
+    expect(env.serve.output()).toContain('POLICY_NOT_APPROVED');
+    expect(await signs('still refused')).toContain('POLICY_NOT_APPROVED');
+    writeFileSync(policyFile, approvedText);
+    expect(await reload()).toBe('reloaded');
+    expect(await signs('under the approved policy')).toBe('signed');
+    const loaded = await loadedPolicies();
+    expect(loaded.at(-1)).toBe(sha256Of(approvedText));
+    expect(loaded).not.toContain(sha256Of(version('unapproved')));
+  });
+
+  it('a policy file deployed first is refused on reload, then put in force by the execution itself', async () => {
+    const nextText = version('3');
+    writeFileSync(policyFile, nextText);
+    expect(await reload()).toBe('refused');
+    expect(await signs('while the new file waits for its approval')).toBe('signed');
+
+    const change = await propose(env, 'bob', 'set-policy', '--policy-file', policyFile);
+    json(await approve(env, 'alice', change.id, totp(env.secret('alice'), 30)));
+    json(await approve(env, 'carol', change.id, totp(env.secret('carol'), 30)));
+    json(await officer(env, 'bob', 'execute', change.id));
+    for (let waited = 0; !(await loadedPolicies()).includes(sha256Of(nextText)); waited += 50) {
+      expect(waited, 'the approved file is loaded within 5 s of the execution').toBeLessThan(5_000);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    expect(await signs('under the newly approved policy')).toBe('signed');
   });
 });
