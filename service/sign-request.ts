@@ -44,9 +44,9 @@ import type { DsseEnvelope } from '../formats/dsse.js';
 import type { SigstoreBundle } from '../formats/sigstore-bundle.js';
 import { DECISION_KIND, decisionLeaf, type DecisionEntry } from '../log/entries.js';
 import type { TransparencyLog } from '../log/transparency-log.js';
-import type { CounterIncrement, CounterRepository, LogEntryInput, SignetStore, TokenUseRecord, TransactionOptions } from '../store/store.js';
+import type { CounterIncrement, CounterRepository, KeyVersionRecord, LogEntryInput, SignetStore, TokenUseRecord, TransactionOptions } from '../store/store.js';
 import { SignError } from './errors.js';
-import { checkFormatRequest, completeAnswer, signInFormat, signingChain, type SignReceipt } from './sign-formats.js';
+import { checkFormatRequest, completeAnswer, signInFormat, signingChain, type FormatRequest, type SignReceipt } from './sign-formats.js';
 
 export interface ClientCertificateIdentity {
   /** Lowercase hex SHA-256 of the DER certificate. */
@@ -166,8 +166,14 @@ export async function signRequest(deps: SignRequestDependencies, caller: SignCal
   });
 
   if (request.dryRun) {
-    const keyId = decision.allow ? (await resolveKey(deps.store, request.keyId ?? decision.keyName)).keyId : undefined;
-    return { dryRun: true, allow: decision.allow, reasons: decision.reasons, keyId, policy: { sha256: policy.sha256 } };
+    // The same checks as below, in the same order, minus what a dry run leaves alone
+    // (the log, the token's single use, the limits): an allow means the request would
+    // reach the HSM, and a request it could not sign is refused with the same error.
+    const refused = (reasons: readonly DenyReason[]): DryRunAnswer => ({ dryRun: true, allow: false, reasons, keyId: undefined, policy: { sha256: policy.sha256 } });
+    if (!decision.allow) return refused(decision.reasons);
+    if ((await deps.signingFrozen?.(request.project)) === true) return refused([FROZEN]);
+    const { key } = await signableRequest(deps.store, request, decision.keyName, digest, now);
+    return { dryRun: true, allow: true, reasons: [], keyId: key.keyId, policy: { sha256: policy.sha256 } };
   }
   const audit = (outcome: 'allow' | 'deny', reasons: readonly DenyReason[], keyId: string | null): DecisionEntry => ({
     decision: outcome,
@@ -193,21 +199,10 @@ export async function signRequest(deps: SignRequestDependencies, caller: SignCal
   }
   // An officer's freeze stops signing before the HSM, whatever the policy says; logged as a deny.
   if ((await deps.signingFrozen?.(request.project)) === true) {
-    const reasons: DenyReason[] = [{ code: 'SIGNING_FROZEN', message: 'signing is frozen for this project by a security officer' }];
-    await logDecision(audit('deny', reasons, request.keyId ?? null));
-    throw new SignError('SIGNING_FROZEN', 'signing is frozen for this project; officers must unfreeze it', reasons);
+    await logDecision(audit('deny', [FROZEN], request.keyId ?? null));
+    throw new SignError('SIGNING_FROZEN', 'signing is frozen for this project; officers must unfreeze it', [FROZEN]);
   }
-  if (!IMPLEMENTED_FORMATS.has(request.format)) {
-    throw new SignError('FORMAT_UNSUPPORTED', `format "${request.format}" is not supported by this service yet`);
-  }
-  const key = await resolveKey(deps.store, request.keyId ?? decision.keyName);
-  if (key.state !== 'active') {
-    throw new KeyError('KEY_NOT_ACTIVE', `key ${key.keyId} is ${key.state}; only active keys sign`);
-  }
-  // The format must be possible with this key, payload and certificate (service/sign-formats.ts).
-  const chain = await signingChain(deps.store, key.keyId, now);
-  const formatRequest = { format: request.format, key, digest, payload: request.payload, chain, signingTime: now };
-  checkFormatRequest(formatRequest);
+  const { key, chain, formatRequest } = await signableRequest(deps.store, request, decision.keyName, digest, now);
 
   const requestHash = canonicalRequestHash(caller.client, request, digest);
   const allow = audit('allow', [], key.keyId);
@@ -256,6 +251,33 @@ export async function signRequest(deps: SignRequestDependencies, caller: SignCal
   // it was committed. Should this fail, the token stays used: a retry gets the stored
   // signature and a new receipt, never a second signature.
   return answerWithReceipt(deps, stored, { leaf, decisionLeaf: decisionLeaf(allow), publicKeyPem: key.publicKeyPem });
+}
+
+const FROZEN: DenyReason = Object.freeze({ code: 'SIGNING_FROZEN', message: 'signing is frozen for this project by a security officer' });
+
+/**
+ * What must hold before anything is written for an allowed request: the format is
+ * implemented, the key version exists and is active, and the format is possible with
+ * this key, payload and certificate (service/sign-formats.ts). Shared by dry runs.
+ */
+async function signableRequest(
+  store: SignetStore,
+  request: SignRequest,
+  keyName: string,
+  digest: { readonly algorithm: DigestAlgorithm; readonly value: Buffer },
+  now: Date,
+): Promise<{ key: KeyVersionRecord; chain: string[]; formatRequest: FormatRequest }> {
+  if (!IMPLEMENTED_FORMATS.has(request.format)) {
+    throw new SignError('FORMAT_UNSUPPORTED', `format "${request.format}" is not supported by this service yet`);
+  }
+  const key = await resolveKey(store, request.keyId ?? keyName);
+  if (key.state !== 'active') {
+    throw new KeyError('KEY_NOT_ACTIVE', `key ${key.keyId} is ${key.state}; only active keys sign`);
+  }
+  const chain = await signingChain(store, key.keyId, now);
+  const formatRequest: FormatRequest = { format: request.format, key, digest, payload: request.payload, chain, signingTime: now };
+  checkFormatRequest(formatRequest);
+  return { key, chain, formatRequest };
 }
 
 /**

@@ -153,6 +153,16 @@ describe('freeze, unfreeze, revocation of a CI client certificate, wrong-code li
     const refused = (await sign(env, 'during the freeze')).result;
     expect(refused.code).toBe(1);
     expect(refused.stderr).toContain('SIGNING_FROZEN');
+    // A dry run says so too (and, as every dry run, logs nothing).
+    const dryRun = await httpsCall(`${env.init.url}/v1/sign`, {
+      ca: readFileSync(env.init.caCert),
+      cert: readFileSync(env.init.clientCert),
+      key: readFileSync(env.init.clientKey),
+      headers: { authorization: `Bearer ${(await runCli(['dev-token', '--dir', env.dir])).stdout.trim()}` },
+      json: { project: env.init.project, digest: { algorithm: 'sha256', value: '00'.repeat(32) }, dryRun: true },
+    });
+    expect(dryRun.status, dryRun.text).toBe(200);
+    expect(dryRun.json).toMatchObject({ dryRun: true, allow: false, reasons: [{ code: 'SIGNING_FROZEN' }] });
     const text = await allLeavesText(env);
     expect(text).toContain('"code":"SIGNING_FROZEN"');
   });

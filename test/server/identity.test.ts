@@ -175,14 +175,17 @@ describe('single use of a token', () => {
 });
 
 describe('dry run', () => {
-  it('explains an allow and a deny without signing or using up the token', async () => {
+  it('explains an allow and a deny, and refuses what signing would refuse, without signing or using up the token', async () => {
     const before = signaturesIssued(service);
     const token = await devToken(env);
     const allowed = await sign(token, { dryRun: true });
     expect(allowed.status).toBe(200);
     expect(allowed.json).toMatchObject({ dryRun: true, allow: true, reasons: [], keyId: 'demo-release@1' });
-    const denied = await sign(token, { dryRun: true, format: 'pgp', project: 'example', digest: { algorithm: 'sha256', value: digest() } });
-    expect(denied.json.allow).toBe(true); // pgp is allowed by the example policy (it is answered FORMAT_UNSUPPORTED only when signing)
+    // pgp is allowed by the example policy, but it signs the manifest itself: a dry run
+    // refuses what signing would refuse, with the same error.
+    const impossible = await sign(token, { dryRun: true, format: 'pgp', project: 'example', digest: { algorithm: 'sha256', value: digest() } });
+    expect(impossible.status).toBe(400);
+    expect(impossible.json.error.code).toBe('PAYLOAD_REQUIRED');
     const deniedRef = await sign(await devToken(env, { ref: 'refs/heads/x' }), { dryRun: true });
     expect(deniedRef.json).toMatchObject({ dryRun: true, allow: false });
     expect(deniedRef.json.reasons[0].code).toBe('IDENTITY_NOT_ALLOWED');
