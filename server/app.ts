@@ -86,7 +86,7 @@ const errorResponses = {
   409: { description: 'Key not active', content: { 'application/json': { schema: ErrorSchema } } },
   413: { description: 'Body too large', content: { 'application/json': { schema: ErrorSchema } } },
   415: { description: 'Body is not JSON', content: { 'application/json': { schema: ErrorSchema } } },
-  503: { description: 'HSM or storage unavailable, or shutting down; nothing was signed', content: { 'application/json': { schema: ErrorSchema } } },
+  503: { description: 'HSM or storage unavailable, shutting down, or the policy in force is not the one the officers approved; nothing was signed', content: { 'application/json': { schema: ErrorSchema } } },
 } as const;
 
 const signRoute = createRoute({
