@@ -209,5 +209,11 @@ export const ReadinessSchema = z
         ),
       })
       .optional(),
+    /**
+     * The policy in force and the one security officers approved (null before any
+     * set-policy); informational. While `approved` is false, sign requests are refused
+     * with POLICY_NOT_APPROVED.
+     */
+    policy: z.object({ sha256: z.string(), approvedSha256: z.string().nullable(), approved: z.boolean() }).optional(),
   })
   .openapi('Readiness');

@@ -227,7 +227,14 @@ export async function startService(config: Readonly<SignetConfig>, options: Star
     approvedPolicySha256: () => guard.approvedPolicySha256(),
     clients: { ciClientCa: tls.clientCa, isRevoked: (fingerprint) => guard.isRevoked(fingerprint) },
     officers: { governance, officerCa },
-    readinessDetails: async () => ({ keys: { warningDays: keyAgeWarningDays, aging: await agingKeys() } }),
+    readinessDetails: async () => {
+      const inForce = policy.sha256;
+      const approvedSha256 = await guard.approvedPolicySha256();
+      return {
+        keys: { warningDays: keyAgeWarningDays, aging: await agingKeys() },
+        policy: { sha256: inForce, approvedSha256, approved: approvedSha256 === null || approvedSha256 === inForce },
+      };
+    },
     maxBodyBytes: config.server.maxBodyBytes,
     isStopping: () => stopping,
     inFlight: {

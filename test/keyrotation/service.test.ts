@@ -292,6 +292,8 @@ describe('a policy change takes effect only with the quorum (set-policy)', { tim
     }
     throw new Error('the service did not report the reload within 5 s');
   };
+  /** What /readyz says of the policy. */
+  const readiness = async (): Promise<unknown> => ((await httpsCall(`${env.init.url}/readyz`, { ca: readFileSync(env.init.caCert) })).json as { policy: unknown }).policy;
   const signs = async (content: string): Promise<string> => {
     const { result } = await sign(env, content);
     return result.code === 0 ? 'signed' : result.stderr;
@@ -312,6 +314,7 @@ describe('a policy change takes effect only with the quorum (set-policy)', { tim
     const refused = await signs('under the old policy');
     expect(refused).toContain('POLICY_NOT_APPROVED');
     expect(await decisions()).toBe(decisionsBefore);
+    expect(await readiness()).toEqual({ sha256: sha256Of(original), approvedSha256: sha256Of(approvedText), approved: false });
 
     // Another file is refused on reload; the approved one is loaded, and signing resumes.
     writeFileSync(policyFile, version('unapproved'));
@@ -321,6 +324,7 @@ describe('a policy change takes effect only with the quorum (set-policy)', { tim
     writeFileSync(policyFile, approvedText);
     expect(await reload()).toBe('reloaded');
     expect(await signs('under the approved policy')).toBe('signed');
+    expect(await readiness()).toEqual({ sha256: sha256Of(approvedText), approvedSha256: sha256Of(approvedText), approved: true });
     const loaded = await loadedPolicies();
     expect(loaded.at(-1)).toBe(sha256Of(approvedText));
     expect(loaded).not.toContain(sha256Of(version('unapproved')));
