@@ -35,6 +35,9 @@ import { failpointsFromEnvironment } from './failpoints.js';
 import { clusterLeadership } from './leadership.js';
 import { openConfiguredHsm } from './open-hsm.js';
 
+/** How often every replica checks for a policy approved elsewhere (set-policy executed on another replica). */
+const POLICY_WATCH_MS = 5_000;
+
 export interface RunningService {
   /** The HSM adapter in use (for operations and tests; it holds no secret itself). */
   readonly hsm: Hsm;
@@ -152,15 +155,32 @@ export async function startService(config: Readonly<SignetConfig>, options: Star
   };
   /** The hash a quorum approved (set-policy), read from storage, not from a cache. */
   const approvedPolicySha256 = async (): Promise<string | null> => (await openedStore.governance.settings()).policySha256;
-  const loadApprovedPolicyFile = async (): Promise<void> => {
-    const approved = await approvedPolicySha256();
-    if (approved === null || approved === policy.sha256) return;
-    const next = loadPolicyFile(config.policy.file);
-    if (next.sha256 !== approved) {
-      logger.warn({ approvedPolicySha256: approved, policySha256: policy.sha256, fileSha256: next.sha256 }, 'the policy file is not the policy the officers approved; signing is refused until the approved file is loaded (SIGHUP)');
-      return;
-    }
-    await adoptPolicy(next);
+  /** The (approved, file) pair last warned about: a watch round repeats no warning. */
+  let warnedAbout = '';
+  let loadingApproved: Promise<void> | undefined;
+  /**
+   * Puts the approved policy in force when the file in place is that policy: at once
+   * after this replica executes a set-policy, and every POLICY_WATCH_MS on every replica
+   * (another may have executed it). One at a time, so a policy is recorded once.
+   */
+  const loadApprovedPolicyFile = (): Promise<void> => {
+    loadingApproved ??= (async () => {
+      const approved = await approvedPolicySha256();
+      if (approved === null || approved === policy.sha256) return;
+      const next = loadPolicyFile(config.policy.file);
+      if (next.sha256 !== approved) {
+        const pair = `${approved} ${next.sha256}`;
+        if (pair !== warnedAbout) {
+          warnedAbout = pair;
+          logger.warn({ approvedPolicySha256: approved, policySha256: policy.sha256, fileSha256: next.sha256 }, 'the policy file is not the policy the officers approved; signing is refused until the approved file is in place');
+        }
+        return;
+      }
+      await adoptPolicy(next);
+    })().finally(() => {
+      loadingApproved = undefined;
+    });
+    return loadingApproved;
   };
   try {
     const approved = await approvedPolicySha256();
@@ -304,6 +324,12 @@ export async function startService(config: Readonly<SignetConfig>, options: Star
   void tidy();
   const housekeeping = setInterval(() => void tidy(), housekeepingMs);
   housekeeping.unref();
+  const policyWatch = setInterval(() => {
+    loadApprovedPolicyFile().catch((error: unknown) => {
+      logger.warn({ err: error }, 'could not check the approved policy; signing stays refused while it differs from the policy in force');
+    });
+  }, POLICY_WATCH_MS);
+  policyWatch.unref();
   // CRLs kept current, expiring certificates warned about (ca/duties.ts).
   const caDuties = startCaDuties({ ca, appendToLog: (entries) => log.append(entries), logger, intervalMs: dutyMs, mayRun: leadership.duty('ca-duties', dutyMs) });
   // Keys near their project's maximum age: reported, logged, optionally proposed for rotation (keyrotation/key-age.ts).
@@ -356,6 +382,7 @@ export async function startService(config: Readonly<SignetConfig>, options: Star
       stopped ??= (async () => {
         stopping = true;
         clearInterval(housekeeping);
+        clearInterval(policyWatch);
         logger.info({ inFlight }, 'shutting down: no new requests');
         await caDuties.stop();
         await keyAgeDuties.stop();

@@ -14,6 +14,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signatureValidAt } from '../../keyrotation/lifecycle.js';
+import { openStore } from '../../store/open-store.js';
 import type { KeyVersionRecord } from '../../store/store.js';
 import { loadCertificateAuthority, issueLeafCertificate, toPem } from '../../tls/dev-pki.js';
 import { runCli } from '../helpers/cli.js';
@@ -345,5 +346,26 @@ describe('a policy change takes effect only with the quorum (set-policy)', { tim
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
     expect(await signs('under the newly approved policy')).toBe('signed');
+  });
+
+  it('a policy approved on another replica is put in force by every replica by itself', async () => {
+    const nextText = version('4');
+    writeFileSync(policyFile, nextText);
+    // Another replica executing set-policy on the same database: here another process's
+    // connection (this test's) records the approved hash, so this service is not told.
+    const store = await openStore({ driver: 'sqlite', sqlite: { path: join(env.dir, 'signet.db') } });
+    try {
+      await store.governance.setPolicySha256(sha256Of(nextText), new Date().toISOString());
+    } finally {
+      await store.close();
+    }
+    for (let waited = 0; ; waited += 100) {
+      const policy = (await readiness()) as { sha256: string; approved: boolean };
+      if (policy.sha256 === sha256Of(nextText) && policy.approved) break;
+      expect(waited, 'the approved file is in force within 15 s').toBeLessThan(15_000);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    expect((await loadedPolicies()).at(-1)).toBe(sha256Of(nextText));
+    expect(await signs('after an approval made elsewhere')).toBe('signed');
   });
 });
