@@ -185,7 +185,8 @@ export async function startService(config: Readonly<SignetConfig>, options: Star
   try {
     const approved = await approvedPolicySha256();
     if (approved !== null && approved !== policy.sha256) {
-      logger.warn({ approvedPolicySha256: approved, policySha256: policy.sha256 }, 'the policy file is not the policy the officers approved; signing is refused until the approved file is loaded (SIGHUP)');
+      warnedAbout = `${approved} ${policy.sha256}`;
+      logger.warn({ approvedPolicySha256: approved, policySha256: policy.sha256 }, 'the policy file is not the policy the officers approved; signing is refused until the approved file is in place');
     }
   } catch (error) {
     await openedStore.close();
@@ -324,10 +325,18 @@ export async function startService(config: Readonly<SignetConfig>, options: Star
   void tidy();
   const housekeeping = setInterval(() => void tidy(), housekeepingMs);
   housekeeping.unref();
+  // A failing round (storage down, an invalid file) is reported once until it succeeds again.
+  let watchFailing = false;
   const policyWatch = setInterval(() => {
-    loadApprovedPolicyFile().catch((error: unknown) => {
-      logger.warn({ err: error }, 'could not check the approved policy; signing stays refused while it differs from the policy in force');
-    });
+    loadApprovedPolicyFile().then(
+      () => {
+        watchFailing = false;
+      },
+      (error: unknown) => {
+        if (!watchFailing) logger.warn({ err: error }, 'could not check the approved policy; signing stays refused while it differs from the policy in force');
+        watchFailing = true;
+      },
+    );
   }, POLICY_WATCH_MS);
   policyWatch.unref();
   // CRLs kept current, expiring certificates warned about (ca/duties.ts).
