@@ -183,11 +183,9 @@ export async function startService(config: Readonly<SignetConfig>, options: Star
     return loadingApproved;
   };
   try {
-    const approved = await approvedPolicySha256();
-    if (approved !== null && approved !== policy.sha256) {
-      warnedAbout = `${approved} ${policy.sha256}`;
-      logger.warn({ approvedPolicySha256: approved, policySha256: policy.sha256 }, 'the policy file is not the policy the officers approved; signing is refused until the approved file is in place');
-    }
+    // Started with a file the officers did not approve: said once here, and signing is
+    // refused until the approved file is in place (the watch below loads it).
+    await loadApprovedPolicyFile();
   } catch (error) {
     await openedStore.close();
     await hsm.close();

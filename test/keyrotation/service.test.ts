@@ -17,7 +17,7 @@ import { signatureValidAt } from '../../keyrotation/lifecycle.js';
 import { openStore } from '../../store/open-store.js';
 import type { KeyVersionRecord } from '../../store/store.js';
 import { loadCertificateAuthority, issueLeafCertificate, toPem } from '../../tls/dev-pki.js';
-import { runCli } from '../helpers/cli.js';
+import { runCli, startServe } from '../helpers/cli.js';
 import { httpsCall } from '../helpers/dev-env.js';
 import {
   allLeavesText,
@@ -367,5 +367,22 @@ describe('a policy change takes effect only with the quorum (set-policy)', { tim
     }
     expect((await loadedPolicies()).at(-1)).toBe(sha256Of(nextText));
     expect(await signs('after an approval made elsewhere')).toBe('signed');
+  });
+
+  it('a service started with a file the officers did not approve starts, signs nothing, and recovers once the file is put back', async () => {
+    const approvedText = readFileSync(policyFile, 'utf8');
+    writeFileSync(policyFile, version('not approved'));
+    expect(await env.serve.stop()).toBe(0);
+    env.serve = await startServe(env.init.config);
+    expect(env.serve.output()).toContain('the policy file is not the policy the officers approved');
+    expect(await readiness()).toEqual({ sha256: sha256Of(version('not approved')), approvedSha256: sha256Of(approvedText), approved: false });
+    expect(await signs('under an unapproved policy')).toContain('POLICY_NOT_APPROVED');
+
+    writeFileSync(policyFile, approvedText);
+    for (let waited = 0; !((await readiness()) as { approved: boolean }).approved; waited += 100) {
+      expect(waited, 'the approved file is in force within 15 s').toBeLessThan(15_000);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    expect(await signs('under the approved policy again')).toBe('signed');
   });
 });
