@@ -14,6 +14,14 @@ export interface LoadedPolicy {
   readonly sha256: string;
 }
 
+/**
+ * Whether a policy may be in force: before security officers approved one (`set-policy`,
+ * `approvedSha256` null) the operator's file is; after, only the approved one.
+ */
+export function isApprovedPolicy(sha256: string, approvedSha256: string | null): boolean {
+  return approvedSha256 === null || approvedSha256 === sha256;
+}
+
 export function loadPolicyFile(path: string): LoadedPolicy {
   let bytes: Buffer;
   try {

@@ -34,7 +34,7 @@ import { parseKeyReference } from '../keyrotation/key-id.js';
 import { resolveKey } from '../keyrotation/signing-keys.js';
 import { decideSignRequest, type ApplicableLimits, type DenyReason } from '../policy/evaluate.js';
 import { PolicyError } from '../policy/errors.js';
-import type { LoadedPolicy } from '../policy/load.js';
+import { isApprovedPolicy, type LoadedPolicy } from '../policy/load.js';
 import { readManifestSource } from '../policy/manifest-binding.js';
 import { IdentityError, type PipelineTokenVerifier, type VerifiedIdentity } from '../policy/oidc/types.js';
 import { DIGEST_LENGTHS, type DigestAlgorithm, type KeyAlgorithm } from '../signer/algorithms.js';
@@ -147,8 +147,7 @@ export async function signRequest(deps: SignRequestDependencies, caller: SignCal
   // Once officers approved a policy, decisions are made under that policy only: if the
   // one in force is another (approved while it was loaded, or loaded before the
   // approval), nothing is decided or signed until the approved file is loaded.
-  const approved = (await deps.approvedPolicySha256?.()) ?? null;
-  if (approved !== null && approved !== policy.sha256) {
+  if (!isApprovedPolicy(policy.sha256, (await deps.approvedPolicySha256?.()) ?? null)) {
     throw new PolicyError('POLICY_NOT_APPROVED', 'the policy in force is not the one the security officers approved');
   }
   const now = deps.now();

@@ -20,7 +20,7 @@ import { policyLeaf, POLICY_KIND } from '../log/entries.js';
 import { TransparencyLog } from '../log/transparency-log.js';
 import { PolicyError } from '../policy/errors.js';
 import { identitySummary } from '../policy/oidc/presets.js';
-import { loadPolicyFile, type LoadedPolicy } from '../policy/load.js';
+import { isApprovedPolicy, loadPolicyFile, type LoadedPolicy } from '../policy/load.js';
 import type { PipelineTokenVerifier } from '../policy/oidc/types.js';
 import { createPipelineTokenVerifier } from '../policy/oidc/verifier.js';
 import { createApp } from '../server/app.js';
@@ -161,14 +161,15 @@ export async function startService(config: Readonly<SignetConfig>, options: Star
   /**
    * Puts the approved policy in force when the file in place is that policy: at once
    * after this replica executes a set-policy, and every POLICY_WATCH_MS on every replica
-   * (another may have executed it). One at a time, so a policy is recorded once.
+   * (another may have executed it). One at a time, so an execution and a watch round
+   * do not both record the same policy.
    */
   const loadApprovedPolicyFile = (): Promise<void> => {
     loadingApproved ??= (async () => {
       const approved = await approvedPolicySha256();
-      if (approved === null || approved === policy.sha256) return;
+      if (isApprovedPolicy(policy.sha256, approved)) return;
       const next = loadPolicyFile(config.policy.file);
-      if (next.sha256 !== approved) {
+      if (!isApprovedPolicy(next.sha256, approved)) {
         const pair = `${approved} ${next.sha256}`;
         if (pair !== warnedAbout) {
           warnedAbout = pair;
@@ -251,7 +252,7 @@ export async function startService(config: Readonly<SignetConfig>, options: Star
       const approvedSha256 = await guard.approvedPolicySha256();
       return {
         keys: { warningDays: keyAgeWarningDays, aging: await agingKeys() },
-        policy: { sha256: inForce, approvedSha256, approved: approvedSha256 === null || approvedSha256 === inForce },
+        policy: { sha256: inForce, approvedSha256, approved: isApprovedPolicy(inForce, approvedSha256) },
       };
     },
     maxBodyBytes: config.server.maxBodyBytes,
@@ -377,7 +378,7 @@ export async function startService(config: Readonly<SignetConfig>, options: Star
       const next = loadPolicyFile(config.policy.file);
       // Once officers approved a policy, only that policy may be put in force.
       const approved = await approvedPolicySha256();
-      if (approved !== null && approved !== next.sha256) {
+      if (!isApprovedPolicy(next.sha256, approved)) {
         throw new PolicyError(
           'POLICY_NOT_APPROVED',
           `policy file ${config.policy.file} (SHA-256 ${next.sha256}) is not the policy the security officers approved (SHA-256 ${approved}); the policy in force stays`,
