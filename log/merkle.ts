@@ -271,17 +271,26 @@ export function consistencyPlan(oldSize: number, newSize: number): NodeRef[][] {
 /** Every node the plans read, each once, in first-use order: one storage batch. */
 export function nodesNeeded(plans: readonly NodePlan[]): NodeRef[] {
   const seen = new Map<string, NodeRef>();
-  const add = (ref: NodeRef): void => {
+  for (const ref of planRefs(plans)) {
     const key = nodeKey(ref);
     if (!seen.has(key)) seen.set(key, { level: ref.level, index: ref.index });
-  };
-  for (const plan of plans) {
-    for (const item of plan) {
-      if (isRefList(item)) item.forEach(add);
-      else add(item);
-    }
   }
   return [...seen.values()];
+}
+
+/**
+ * Every node the plans name, in order, repeats included: for callers that look each one
+ * up in a cache first and key only the missing ones (nodesNeeded keys them all).
+ */
+export function planRefs(plans: readonly NodePlan[]): NodeRef[] {
+  const refs: NodeRef[] = [];
+  for (const plan of plans) {
+    for (const item of plan) {
+      if (isRefList(item)) refs.push(...item);
+      else refs.push(item);
+    }
+  }
+  return refs;
 }
 
 function isRefList(item: NodeRef | readonly NodeRef[]): item is readonly NodeRef[] {

@@ -32,6 +32,7 @@ import {
   inclusionProof,
   leafHash,
   nodeKey,
+  planRefs,
   proofFromPlan,
   rootPlan,
   treeRoot,
@@ -396,13 +397,7 @@ export class TransparencyLog {
   }
 
   async #withNodes<T>(plans: readonly NodePlan[], compute: (lookup: NodeLookup) => T): Promise<T> {
-    const refs: NodeRef[] = [];
-    for (const plan of plans) {
-      for (const item of plan) {
-        if (Array.isArray(item)) refs.push(...(item as readonly NodeRef[]));
-        else refs.push(item as NodeRef);
-      }
-    }
+    const refs = planRefs(plans);
     const missing = new Map<string, NodeRef>();
     for (const ref of refs) if (!this.#nodeCache.has(cacheKeyOf(ref))) missing.set(nodeKey(ref), ref);
     const lookupIn = (nodes: ReadonlyMap<number | string, Buffer>): NodeLookup => (ref) => {
