@@ -105,7 +105,12 @@ function openDatabaseSource(path: string, origin: string | undefined, trustedKey
     publicKeyPem = row.public_key_pem;
     warnings.push('the log key was read from the database being verified; pass --public-key to check against a key you trust');
   }
-  const nodeAt = db.prepare('SELECT hash FROM log_nodes WHERE level = 0 AND idx = ?').pluck();
+  // Level-0 nodes by their key: (leaf_end = idx + 1, level 0) since schema version 7,
+  // (level, idx) before it; a file is verified as it is, never migrated.
+  const keyedByCompletion = db.prepare("SELECT 1 FROM pragma_table_info('log_nodes') WHERE name = 'leaf_end'").get() !== undefined;
+  const nodeAt = keyedByCompletion
+    ? db.prepare('SELECT hash FROM log_nodes WHERE leaf_end = ? + 1 AND level = 0').pluck()
+    : db.prepare('SELECT hash FROM log_nodes WHERE level = 0 AND idx = ?').pluck();
   return {
     origin,
     publicKeyPem,

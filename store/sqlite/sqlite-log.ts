@@ -106,9 +106,34 @@ export class SqliteLogRepository implements LogRepository {
 
 const ENTRY_COLUMNS = 'idx, kind, leaf, leaf_hash, integrated_time, linked_idx';
 const CHECKPOINT_COLUMNS = 'size, root_hash, note, created_at';
-const SELECT_NODE = 'SELECT hash FROM log_nodes WHERE level = ? AND idx = ?';
-/** Bytes of the leaf hash that log_entries_leaf_hash_prefix indexes. */
+/** Parameters: leafEnd(ref), level (the primary key, migration 7). */
+const SELECT_NODE = 'SELECT hash FROM log_nodes WHERE leaf_end = ? AND level = ?';
+/** Bytes of the leaf hash that log_entries_leaf_hash_bucket indexes. */
 const LEAF_HASH_PREFIX_BYTES = 8;
+/** Entries per bucket of log_entries_leaf_hash_bucket (its first column is idx >> 8). */
+export const LEAF_HASH_BUCKET_ENTRIES = 256;
+/**
+ * The lowest entry whose leaf hashes to the third parameter, in buckets 0 to the first,
+ * one index seek per bucket: the buckets drive the join (CROSS JOIN keeps them the
+ * outer loop) and each seek matches both columns of log_entries_leaf_hash_bucket,
+ * spelled exactly as the index expressions (migration 7), which is what lets SQLite use
+ * it; the second parameter is the prefix. The whole row is read, not just idx: the
+ * stored leaf must really hash to what was matched.
+ */
+export const LEAF_HASH_LOOKUP_SQL = `
+  WITH RECURSIVE bucket (n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM bucket WHERE n < ?)
+  SELECT ${ENTRY_COLUMNS} FROM bucket CROSS JOIN log_entries
+   WHERE idx >> 8 = bucket.n AND substr(leaf_hash, 1, 8) = ? AND leaf_hash = ?
+   ORDER BY idx LIMIT 1`;
+
+/**
+ * log_nodes' key column: the tree size at which the node's leaves are all present,
+ * (index + 1) · 2^level, so nodes are stored in the order appends complete them. Exact:
+ * a node of a tree of at most 2^53 leaves ends at or below 2^53.
+ */
+function leafEnd(ref: NodeRef): number {
+  return (ref.index + 1) * 2 ** ref.level;
+}
 
 /** The synchronous SQL behind `LogRepository`; callers provide ordering and error translation. */
 export class SqliteLogOperations {
@@ -126,7 +151,7 @@ export class SqliteLogOperations {
       const insertEntry = this.#access.statement(
         `INSERT INTO log_entries (${ENTRY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)`,
       );
-      const insertNode = this.#access.statement('INSERT INTO log_nodes (level, idx, hash) VALUES (?, ?, ?)');
+      const insertNode = this.#access.statement('INSERT INTO log_nodes (leaf_end, level, idx, hash) VALUES (?, ?, ?, ?)');
       // Left siblings completed earlier in this batch are not read back from the table.
       // The left sibling of a node being completed is always the latest node completed
       // at its level, so one slot per level holds every one this batch can need; older
@@ -142,7 +167,7 @@ export class SqliteLogOperations {
         const hash = leafHash(entry.leaf);
         insertEntry.run(index, entry.kind, entry.leaf, hash, entry.integratedTime, entry.linkedIndex);
         for (const node of nodesCompletedByAppend(index, hash, lookup)) {
-          insertNode.run(node.ref.level, node.ref.index, node.hash);
+          insertNode.run(leafEnd(node.ref), node.ref.level, node.ref.index, node.hash);
           latest[node.ref.level] = { index: node.ref.index, hash: node.hash };
         }
       }
@@ -181,16 +206,13 @@ export class SqliteLogOperations {
 
   indexOfLeafHash(hashArg: Buffer): number | null {
     const hash = requireLeafHashArgument(hashArg);
-    // The prefix term is spelled exactly as the index expression (migration 3), which is
-    // what lets SQLite use that index. The whole row is read, not just idx: the stored
-    // leaf must really hash to what was matched.
-    const row = this.#access
-      .statement(
-        `SELECT ${ENTRY_COLUMNS} FROM log_entries
-          WHERE substr(leaf_hash, 1, 8) = ? AND leaf_hash = ? ORDER BY idx LIMIT 1`,
-      )
-      .get(hash.subarray(0, LEAF_HASH_PREFIX_BYTES), hash);
-    return row === undefined ? null : logEntryFromRow(row).index;
+    return consistently(this.#access, () => {
+      const size = this.#size();
+      if (size === 0) return null;
+      const lastBucket = Math.floor((size - 1) / LEAF_HASH_BUCKET_ENTRIES);
+      const row = this.#access.statement(LEAF_HASH_LOOKUP_SQL).get(lastBucket, hash.subarray(0, LEAF_HASH_PREFIX_BYTES), hash);
+      return row === undefined ? null : logEntryFromRow(row).index;
+    });
   }
 
   nodes(refsArg: readonly LogNodeRef[]): Map<string, Buffer> {
@@ -205,7 +227,7 @@ export class SqliteLogOperations {
       const select = this.#access.statement(SELECT_NODE).pluck();
       const hashes = new Map<string, Buffer>();
       for (const ref of refs) {
-        const value: unknown = select.get(ref.level, ref.index);
+        const value: unknown = select.get(leafEnd(ref), ref.level);
         if (value === undefined) throw new StoreError('STORE_NOT_FOUND', `log node ${nodeKey(ref)} does not exist`);
         hashes.set(nodeKey(ref), logNodeHashFromRow(ref, value));
       }
@@ -284,7 +306,7 @@ export class SqliteLogOperations {
 
   /** A left sibling an append needs; the tree of `size` leaves must have it. */
   #requiredNode(ref: NodeRef, size: number): Buffer {
-    const value: unknown = this.#access.statement(SELECT_NODE).pluck().get(ref.level, ref.index);
+    const value: unknown = this.#access.statement(SELECT_NODE).pluck().get(leafEnd(ref), ref.level);
     if (value === undefined) {
       throw new StoreError('STORE_CORRUPT', `log node ${nodeKey(ref)} is missing from the tree of size ${size}`);
     }

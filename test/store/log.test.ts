@@ -23,6 +23,7 @@ import {
   type NodeRef,
 } from '../../log/merkle.js';
 import type { CheckpointRecord, LogEntryInput, LogEntryRecord } from '../../store/store.js';
+import { LEAF_HASH_BUCKET_ENTRIES, LEAF_HASH_LOOKUP_SQL } from '../../store/sqlite/sqlite-log.js';
 import { MAX_APPEND_ENTRIES, MAX_LEAF_BYTES } from '../../store/validation.js';
 import { ReferenceTree, mth, path, proof } from '../log/reference.js';
 import { describeStore, yieldTurns } from './backends.js';
@@ -219,15 +220,31 @@ describeStore('log', (t) => {
       expect(await t.store.log.indexOfLeafHash(leafHash(leafOf('c')))).toBeNull();
     });
 
+    it('finds leaves in every bucket of the SQLite index, the lowest index of a repeated leaf first', async () => {
+      // Three full buckets and a partial one; 'twin' sits in the second and the fourth.
+      const entries = inputs('bucket', 3 * LEAF_HASH_BUCKET_ENTRIES + 10);
+      entries[LEAF_HASH_BUCKET_ENTRIES + 7] = input('twin');
+      entries[3 * LEAF_HASH_BUCKET_ENTRIES + 3] = input('twin');
+      await t.store.log.append(entries);
+      expect(await t.store.log.indexOfLeafHash(leafHash(leafOf('twin')))).toBe(LEAF_HASH_BUCKET_ENTRIES + 7);
+      for (const index of [0, LEAF_HASH_BUCKET_ENTRIES - 1, LEAF_HASH_BUCKET_ENTRIES, 2 * LEAF_HASH_BUCKET_ENTRIES + 100, entries.length - 1]) {
+        expect(await t.store.log.indexOfLeafHash(leafHash(entries[index]!.leaf))).toBe(index);
+      }
+      expect(await t.store.log.indexOfLeafHash(leafHash(leafOf('absent')))).toBeNull();
+    });
+
+    it('answers null on an empty log', async () => {
+      expect(await t.store.log.indexOfLeafHash(leafHash(leafOf('a')))).toBeNull();
+    });
+
     // The statements are the stores' own (sqlite-log.ts, postgres-log.ts).
-    it('finds the row through the leaf-hash prefix index', async () => {
+    it('finds the row through the leaf-hash index', async () => {
       if (t.backend === 'sqlite') {
-        const plan = (await t.db.raw.query(
-          `EXPLAIN QUERY PLAN SELECT idx, kind, leaf, leaf_hash, integrated_time, linked_idx FROM log_entries
-            WHERE substr(leaf_hash, 1, 8) = ? AND leaf_hash = ? ORDER BY idx LIMIT 1`,
-          [Buffer.alloc(8), Buffer.alloc(32)],
-        )) as { detail: string }[];
-        expect(plan.map((step) => step.detail).join('\n')).toMatch(/USING INDEX log_entries_leaf_hash_prefix/);
+        const plan = (await t.db.raw.query(`EXPLAIN QUERY PLAN ${LEAF_HASH_LOOKUP_SQL}`, [3, Buffer.alloc(8), Buffer.alloc(32)])) as { detail: string }[];
+        // One seek per bucket on both columns of the index, never a scan of the entries.
+        const steps = plan.map((step) => step.detail).join('\n');
+        expect(steps).toMatch(/SEARCH log_entries USING INDEX log_entries_leaf_hash_bucket \(<expr>=\? AND <expr>=\?\)/);
+        expect(steps).not.toMatch(/SCAN log_entries/);
         return;
       }
       // A few thousand rows, so that the planner weighs the index against the primary
@@ -451,7 +468,9 @@ describeStore('log', (t) => {
     });
 
     it('refuses an append that would overwrite a stray node (STORE_CONFLICT), without leaving a gap', async () => {
-      await t.db.raw.query('INSERT INTO log_nodes (level, idx, hash) VALUES (0, 5, ?)', [Buffer.alloc(32)]);
+      // SQLite keys nodes by leaf_end, the size at which they complete (migration 7).
+      if (t.backend === 'sqlite') await t.db.raw.query('INSERT INTO log_nodes (leaf_end, level, idx, hash) VALUES (6, 0, 5, ?)', [Buffer.alloc(32)]);
+      else await t.db.raw.query('INSERT INTO log_nodes (level, idx, hash) VALUES (0, 5, ?)', [Buffer.alloc(32)]);
       await expect(t.store.log.append([input('blocked')])).rejects.toMatchObject({ code: 'STORE_CONFLICT' });
       expect(await t.store.log.size()).toBe(5);
       await t.db.raw.query('DELETE FROM log_nodes WHERE level = 0 AND idx = 5');

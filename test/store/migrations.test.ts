@@ -5,11 +5,13 @@
  * histories it does not recognise.
  */
 import { describe, expect, it } from 'vitest';
+import { nodeKey, type NodeRef } from '../../log/merkle.js';
 import { KEY_ALGORITHMS } from '../../signer/algorithms.js';
 import { LATEST_SCHEMA_VERSION, MIGRATIONS, type Migration } from '../../store/migrations.js';
 import { KEY_STATES, type KeyVersionRecord } from '../../store/store.js';
 import { describeDatabase, type TestDatabase } from './backends.js';
 import { keyVersion } from './sqlite-fixtures.js';
+import { ReferenceTree } from '../log/reference.js';
 
 const HASH = 'ab'.repeat(32);
 
@@ -144,7 +146,8 @@ describeDatabase('migrate', (t) => {
       { type: 'table', name: 'leases' },
       { type: 'table', name: 'log_checkpoints' },
       { type: 'table', name: 'log_entries' },
-      { type: 'index', name: 'log_entries_leaf_hash_prefix' },
+      // SQLite's is keyed by entry bucket first (migration 7); PostgreSQL's by prefix.
+      { type: 'index', name: t.db.backend === 'sqlite' ? 'log_entries_leaf_hash_bucket' : 'log_entries_leaf_hash_prefix' },
       { type: 'table', name: 'log_nodes' },
       { type: 'table', name: 'officers' },
       { type: 'table', name: 'proposal_approvals' },
@@ -193,8 +196,11 @@ describeDatabase('migrate', (t) => {
         'INSERT INTO log_entries (idx, kind, leaf, leaf_hash, integrated_time, linked_idx) VALUES (?, ?, ?, ?, 0, ?)',
         [idx, kind, leaf, leafHash, linked],
       );
-    const insertNode = (level: number, idx: number, nodeHash: Buffer): Promise<unknown> =>
-      t.db.raw.query('INSERT INTO log_nodes (level, idx, hash) VALUES (?, ?, ?)', [level, idx, nodeHash]);
+    // SQLite keys nodes by leaf_end, the size at which they complete (migration 7).
+    const insertNode = (level: number, idx: number, nodeHash: Buffer, leafEnd = (idx + 1) * 2 ** level): Promise<unknown> =>
+      t.db.backend === 'sqlite'
+        ? t.db.raw.query('INSERT INTO log_nodes (leaf_end, level, idx, hash) VALUES (?, ?, ?, ?)', [leafEnd, level, idx, nodeHash])
+        : t.db.raw.query('INSERT INTO log_nodes (level, idx, hash) VALUES (?, ?, ?)', [level, idx, nodeHash]);
     const { check, unique, foreignKey } = t.db.violations;
     const leaf = Buffer.from('leaf');
     for (const kind of ['', 'Upper', 'a b', 'x'.repeat(65)]) await expect(insertEntry(0, kind, leaf, hash, null), kind).rejects.toThrow(check);
@@ -208,6 +214,7 @@ describeDatabase('migrate', (t) => {
     await expect(insertEntry(1, 'k', leaf, hash, null)).rejects.toThrow(unique);
     await expect(insertNode(0, 0, Buffer.alloc(33))).rejects.toThrow(check);
     await expect(insertNode(54, 0, hash)).rejects.toThrow(check);
+    if (t.db.backend === 'sqlite') await expect(insertNode(1, 2, hash, 4)).rejects.toThrow(check);
     await insertNode(0, 0, hash);
     await expect(insertNode(0, 0, hash)).rejects.toThrow(unique);
     await expect(
@@ -243,6 +250,44 @@ describeDatabase('migrate', (t) => {
       store.log.append([{ kind: 'signet.decision/v1', leaf: Buffer.from('{}'), integratedTime: 1, linkedIndex: null }]),
     ).resolves.toEqual({ firstIndex: 0, size: 1 });
     expect(await store.log.latestCheckpoint()).toBeNull();
+  });
+
+  it('upgrades a version-6 database with a log, keeping every entry and node and finding leaves by hash', async () => {
+    for (const migration of MIGRATIONS.slice(0, 6)) await applyByHand(t.db, migration);
+    // 37 entries and their perfect subtrees, written as version 6 laid them out.
+    const leaves = Array.from({ length: 37 }, (_, i) => Buffer.from(JSON.stringify({ kind: 'test', i })));
+    const tree = new ReferenceTree(leaves);
+    const refs: NodeRef[] = [];
+    for (const [index, leaf] of leaves.entries()) {
+      await t.db.raw.query(
+        'INSERT INTO log_entries (idx, kind, leaf, leaf_hash, integrated_time, linked_idx) VALUES (?, ?, ?, ?, 1, NULL)',
+        [index, 'signet.decision/v1', leaf, tree.mth(index, index + 1)],
+      );
+    }
+    for (let level = 0; 2 ** level <= leaves.length; level += 1) {
+      for (let index = 0; (index + 1) * 2 ** level <= leaves.length; index += 1) {
+        refs.push({ level, index });
+        const hash = tree.mth(index * 2 ** level, (index + 1) * 2 ** level);
+        await t.db.raw.query('INSERT INTO log_nodes (level, idx, hash) VALUES (?, ?, ?)', [level, index, hash]);
+      }
+    }
+
+    const store = t.db.openUnmigrated();
+    expect(await store.schemaVersion()).toBe(6);
+    await store.migrate();
+    expect(await store.schemaVersion()).toBe(LATEST_SCHEMA_VERSION);
+    expect(await store.log.size()).toBe(leaves.length);
+    const nodes = await store.log.nodes(refs);
+    for (const ref of refs) {
+      expect(nodes.get(nodeKey(ref)), nodeKey(ref)).toEqual(tree.mth(ref.index * 2 ** ref.level, (ref.index + 1) * 2 ** ref.level));
+    }
+    for (const index of [0, 17, 36]) expect(await store.log.indexOfLeafHash(tree.mth(index, index + 1))).toBe(index);
+    // The next append finds the siblings it needs and completes 1:18, 2:9 … as before.
+    const next = Buffer.from(JSON.stringify({ kind: 'test', i: 37 }));
+    await expect(store.log.append([{ kind: 'signet.decision/v1', leaf: next, integratedTime: 1, linkedIndex: null }])).resolves.toEqual({ firstIndex: 37, size: 38 });
+    const grown = new ReferenceTree([...leaves, next]);
+    expect((await store.log.nodes([{ level: 1, index: 18 }])).get('1:18')).toEqual(grown.mth(36, 38));
+    await store.close();
   });
 
   it('upgrades a version-1 database to the latest version, keeping its key rows', async () => {
