@@ -204,10 +204,11 @@ export async function signRequest(deps: SignRequestDependencies, caller: SignCal
   const { key, chain, formatRequest } = await signableRequest(deps.store, request, decision.keyName, digest, now);
 
   const requestHash = canonicalRequestHash(caller.client, request, digest);
-  const allow = audit('allow', [], key.keyId);
+  // The allow's leaf, made once: logged before the HSM signs, and carried in the answer.
+  const allowLeaf = decisionLeaf(audit('allow', [], key.keyId));
   const start = await startSigning(deps, identity, requestHash, now, {
     limits: (counters) => consumeLimits(counters, request.project, identity, key.keyId, decision.limits, now),
-    allow,
+    allowLeaf,
     deny: (reasons) => audit('deny', reasons, key.keyId),
   });
   if (start.kind === 'answered') return answerWithReceipt(deps, start.answer);
@@ -249,7 +250,7 @@ export async function signRequest(deps: SignRequestDependencies, caller: SignCal
   // The receipt proves the (durable) signature entry against a checkpoint signed after
   // it was committed. Should this fail, the token stays used: a retry gets the stored
   // signature and a new receipt, never a second signature.
-  return answerWithReceipt(deps, stored, { leaf, decisionLeaf: decisionLeaf(allow), publicKeyPem: key.publicKeyPem });
+  return answerWithReceipt(deps, stored, { leaf, decisionLeaf: allowLeaf, publicKeyPem: key.publicKeyPem });
 }
 
 const FROZEN: DenyReason = Object.freeze({ code: 'SIGNING_FROZEN', message: 'signing is frozen for this project by a security officer' });
@@ -332,7 +333,8 @@ async function startSigning(
   now: Date,
   decision: {
     readonly limits: (counters: CounterRepository) => Promise<SignError | undefined>;
-    readonly allow: DecisionEntry;
+    /** The allow decision's leaf (log/entries.ts decisionLeaf). */
+    readonly allowLeaf: Buffer;
     readonly deny: (reasons: readonly DenyReason[]) => DecisionEntry;
   },
 ): Promise<SigningStart> {
@@ -344,7 +346,7 @@ async function startSigning(
     expiresAt: new Date((identity.expiresAt + deps.tokenLeewaySeconds) * 1000).toISOString(),
   };
   const integratedTime = Math.floor(now.getTime() / 1000);
-  const entry = (logged: DecisionEntry): LogEntryInput => ({ kind: DECISION_KIND, leaf: decisionLeaf(logged), integratedTime, linkedIndex: null });
+  const entry = (leaf: Buffer): LogEntryInput => ({ kind: DECISION_KIND, leaf, integratedTime, linkedIndex: null });
   const deadline = Date.now() + (deps.retryWaitMs ?? 15_000);
   for (;;) {
     const outcome = await deps.store.transaction(async (tx): Promise<SigningStart | { readonly kind: 'used'; readonly record: TokenUseRecord }> => {
@@ -354,10 +356,10 @@ async function startSigning(
       if (refusal !== undefined) {
         // A refused request keeps neither the token nor a limit; its refusal is logged.
         await tx.tokenUses.release(use.issuer, use.tokenId, use.requestHash);
-        await deps.log.appendIn(tx, [entry(decision.deny(refusal.reasons))]);
+        await deps.log.appendIn(tx, [entry(decisionLeaf(decision.deny(refusal.reasons)))]);
         return { kind: 'refused', refusal };
       }
-      const [decisionIndex = -1] = await deps.log.appendIn(tx, [entry(decision.allow)]);
+      const [decisionIndex = -1] = await deps.log.appendIn(tx, [entry(decision.allowLeaf)]);
       return { kind: 'started', decisionIndex };
     }, SIGNING_TRANSACTION);
     if (outcome.kind !== 'used') return outcome;
