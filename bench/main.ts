@@ -380,6 +380,7 @@ async function logFigures(): Promise<void> {
         '',
         `durable log appends (${r.appendConcurrency} concurrent)  ${r.durableAppendsPerSecond.toFixed(0)}/s   (target ≥ 5,000/s)`,
         `inclusion proof, ${r.entries}-entry log     median ${r.inclusionProofMedianMs.toFixed(3)} ms, p99 ${r.inclusionProofP99Ms.toFixed(3)} ms   (target < 1 ms median)`,
+        `lookup by leaf hash, ${r.entries}-entry log median ${r.leafHashLookupMedianMs.toFixed(2)} ms`,
         `signet log verify, ${r.entries} entries    ${r.verifySeconds.toFixed(1)} s   (target < 20 s)`,
         `building that log (10k-entry batches)     ${r.buildSeconds.toFixed(1)} s`,
         `inclusion promises (HSM, 16 concurrent)   ${r.inclusionPromisesPerSecond.toFixed(0)}/s`,

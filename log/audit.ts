@@ -64,7 +64,7 @@ export class LogAuditor {
     }
     const hash = leafHash(leaf);
     if (recorded.some((h) => h !== undefined && !h.equals(hash))) return this.#fail(index, `entry ${index} was changed: its leaf does not hash to the recorded leaf hash`);
-    this.#frontier.append(hash);
+    this.#frontier.push(hash);
     return this.#checkUpTo(this.#frontier.size);
   }
 

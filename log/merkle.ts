@@ -436,6 +436,30 @@ export class MerkleFrontier {
     return completed.map(({ ref, hash: nodeValue }) => ({ ref, hash: Buffer.from(nodeValue) }));
   }
 
+  /**
+   * Appends one leaf hash like append(), without reporting the nodes it completes: for
+   * an audit, which needs only roots (a million-entry `signet log verify` spent seconds
+   * building and copying what append() reports). As in binary addition, the new leaf
+   * merges with the right-edge subtree of each level whose bit of size is set, lowest
+   * first, and the result takes the first free level.
+   */
+  push(hash: Buffer): void {
+    if (this.#size >= MAX_TREE_SIZE) throw new RangeError('the tree is full (2^53 leaves)');
+    requireLeafHash(hash);
+    let carry: Buffer = Buffer.from(hash);
+    let level = 0;
+    for (let remaining = this.#size; isOdd(remaining); remaining = (remaining - 1) / 2) {
+      const sibling = this.#levels[level];
+      // Unreachable while bit L of size ⇔ levels[L] present.
+      if (sibling === undefined) throw new RangeError(`frontier has no node at level ${level}`);
+      carry = nodeHash(sibling, carry);
+      this.#levels[level] = undefined;
+      level += 1;
+    }
+    this.#levels[level] = carry;
+    this.#size += 1;
+  }
+
   /** MTH(D[0:size]): the right-edge subtrees folded right to left, i.e. lowest level first. */
   root(): Buffer {
     let accumulator: Buffer | undefined;

@@ -177,7 +177,11 @@ describe('append', () => {
           return hash;
         };
         const frontier = MerkleFrontier.empty();
+        const pushed = MerkleFrontier.empty();
         leaves.forEach((leaf, index) => {
+          pushed.push(leafHash(leaf));
+          expect(pushed.root()).toEqual(reference.mth(0, index + 1));
+          expect(pushed.nodes().map(({ ref }) => ref)).toEqual(rootPlan(index + 1));
           const completed = nodesCompletedByAppend(index, leafHash(leaf), lookup);
           for (const node of completed) {
             expect(store.has(nodeKey(node.ref))).toBe(false);
