@@ -189,7 +189,8 @@ export type HttpErrorCode =
   | 'CLIENT_CERT_REVOKED'
   | 'BODY_TOO_LARGE'
   | 'UNSUPPORTED_MEDIA_TYPE'
-  | 'NOT_FOUND';
+  | 'NOT_FOUND'
+  | 'RATE_LIMITED';
 
 /** A client fault raised by the HTTP layer itself (validation, TLS identity, limits). */
 export class HttpError extends SignetError<HttpErrorCode> {}

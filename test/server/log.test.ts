@@ -13,6 +13,7 @@ import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyCheckpoint } from '../../log/checkpoint.js';
 import { leafHash, verifyConsistency, verifyInclusion } from '../../log/merkle.js';
+import { LEAF_HASH_LOOKUPS_PER_SECOND } from '../../server/log-routes.js';
 import { hsmInternalsForTesting } from '../../signer/pkcs11-hsm.js';
 import { runCli } from '../helpers/cli.js';
 import { createDevEnvironment, devClientTls, devToken, httpsCall, startDevService, type DevEnvironment, type StartedService } from '../helpers/dev-env.js';
@@ -138,6 +139,25 @@ describe('receipts', () => {
     expect([bad.status, bad.json.error.code]).toEqual([400, 'LOG_PROOF_INVALID_REQUEST']);
     const missing = await httpsCall(`${service.url}/v1/log/entries/999999`, { ca: tls.ca });
     expect([missing.status, missing.json.error.code]).toEqual([404, 'LOG_ENTRY_NOT_FOUND']);
+  });
+
+  it('bounds lookups by leaf hash (one at a time, LEAF_HASH_LOOKUPS_PER_SECOND a second): the surplus gets 429, lookups by index do not', async () => {
+    const answer = await sign();
+    const byHash = `${service.url}/v1/log/proof/inclusion?leafHash=${encodeURIComponent(answer.json.log.leafHash as string)}`;
+    // Wait for a fresh one-second window, then ask twice as often as allowed, at once.
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    const burst = await Promise.all(Array.from({ length: 2 * LEAF_HASH_LOOKUPS_PER_SECOND }, () => httpsCall(byHash, { ca: tls.ca })));
+    const statuses = burst.map((response) => response.status);
+    expect(statuses.filter((status) => status === 200).length).toBeGreaterThanOrEqual(1);
+    expect(statuses.filter((status) => status === 200).length).toBeLessThanOrEqual(LEAF_HASH_LOOKUPS_PER_SECOND);
+    expect(statuses.every((status) => status === 200 || status === 429)).toBe(true);
+    const refused = burst.find((response) => response.status === 429);
+    expect(refused?.json.error.code).toBe('RATE_LIMITED');
+    const byIndex = await httpsCall(`${service.url}/v1/log/proof/inclusion?index=${answer.json.log.index as number}`, { ca: tls.ca });
+    expect(byIndex.status).toBe(200);
+    // A second later the lookups are served again.
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    expect((await httpsCall(byHash, { ca: tls.ca })).status).toBe(200);
   });
 });
 
