@@ -536,8 +536,8 @@ CREATE TABLE leases (
     // - The leaf-hash prefix index is keyed by the entry's bucket of 256 first
     //   (idx >> 8), then by the prefix. Keyed by the prefix alone, each entry landed on
     //   a random page, a 4 KiB WAL frame per entry. A lookup by leaf hash now seeks once
-    //   per bucket (sqlite-log.ts): O(n / 256) seeks, about 8 ms on a 1,000,000-entry
-    //   log, for what verifiers without an index ask now and then.
+    //   per bucket (sqlite-log.ts): O(n / 256) seeks, about 12 ms on a 1,000,000-entry
+    //   log (BENCHMARKS.md), for what verifiers without an index ask now and then.
     // - log_nodes is keyed in the order nodes are completed: by leaf_end, the number of
     //   leaves at which the node's range is complete ((idx + 1) · 2^level), then level.
     //   Keyed (level, idx), an append wrote one page per level, at each level's end.
