@@ -4,6 +4,9 @@
  * No token needed.
  */
 import { createPublicKey, generateKeyPairSync, sign, verify } from 'node:crypto';
+import { ECDSASigValue } from '@peculiar/asn1-ecc';
+import { AsnConvert } from '@peculiar/asn1-schema';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { isHsmError, type HsmErrorCode } from '../../signer/errors.js';
 import { decodeEcPoint, ecdsaSignatureToDer } from '../../signer/pkcs11-hsm.js';
@@ -67,6 +70,39 @@ describe('ecdsaSignatureToDer', () => {
       const der = ecdsaSignatureToDer(raw, fieldBytes);
       expect(verify(hash, message, { key: publicKey, dsaEncoding: 'der' }, der)).toBe(true);
     }
+  });
+
+  // The encoder writes the DER itself; asn1-schema (which it used to call) is the reference.
+  it('writes exactly what asn1-schema writes, for any r and s up to 66 bytes (P-521 size, long length form)', () => {
+    const reference = (half: Buffer): ArrayBuffer => {
+      let start = 0;
+      while (start < half.length - 1 && half[start] === 0) start++;
+      const trimmed = half.subarray(start);
+      return new Uint8Array((trimmed[0] ?? 0) & 0x80 ? Buffer.concat([Buffer.from([0]), trimmed]) : trimmed).buffer;
+    };
+    // Halves with runs of leading zero bytes and top bits set or not, never all zero.
+    const half = (size: number) =>
+      fc
+        .tuple(fc.integer({ min: 0, max: size - 1 }), fc.uint8Array({ minLength: size, maxLength: size }))
+        .map(([zeros, bytes]) => {
+          const value = Buffer.from(bytes);
+          value.fill(0, 0, zeros);
+          if (value.every((byte) => byte === 0)) value[size - 1] = 1;
+          return value;
+        });
+    let cases = 0;
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 66 }).chain((size) => fc.tuple(fc.constant(size), half(size), half(size))),
+        ([size, r, s]) => {
+          const expected = Buffer.from(AsnConvert.serialize(new ECDSASigValue({ r: reference(r), s: reference(s) })));
+          expect(ecdsaSignatureToDer(Buffer.concat([r, s]), size).toString('hex')).toBe(expected.toString('hex'));
+          cases += 1;
+        },
+      ),
+      { numRuns: 2000 },
+    );
+    expect(cases).toBe(2000);
   });
 
   it('accepts the shorter r || s form PKCS#11 allows (equal halves below the field size)', () => {
