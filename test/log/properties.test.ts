@@ -192,12 +192,7 @@ describe('append', () => {
           expect(frontier.nodes().map(({ ref }) => ref)).toEqual(rootPlan(index + 1));
         });
         // Exactly the nodes (L, i) with (i + 1)·2^L ≤ N, each MTH of its range.
-        const expected = new Map<string, Buffer>();
-        for (let width = 1, level = 0; width <= leaves.length; width *= 2, level += 1) {
-          for (let index = 0; (index + 1) * width <= leaves.length; index += 1) {
-            expected.set(`${level}:${index}`, reference.mth(index * width, (index + 1) * width));
-          }
-        }
+        const expected = reference.perfectSubtrees();
         expect(new Map([...store].sort())).toEqual(new Map([...expected].sort()));
         expect(store.size).toBe(Math.max(0, 2 * leaves.length - popcount(leaves.length)));
         expect(MerkleFrontier.fromLookup(leaves.length, lookup).root()).toEqual(reference.mth(0, leaves.length));

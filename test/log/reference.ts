@@ -89,6 +89,21 @@ export class ReferenceTree {
     return value;
   }
 
+  /**
+   * Every perfect subtree of the whole tree: node (level L, index i) for each
+   * (i + 1)·2^L ≤ n, with the MTH of leaves [i·2^L, (i + 1)·2^L), keyed `L:i` (what a
+   * log stores, log/merkle.ts). Written over ranges here, not with merkle.ts's code.
+   */
+  perfectSubtrees(): Map<string, Buffer> {
+    const nodes = new Map<string, Buffer>();
+    for (let width = 1, level = 0; width <= this.leaves.length; width *= 2, level += 1) {
+      for (let index = 0; (index + 1) * width <= this.leaves.length; index += 1) {
+        nodes.set(`${level}:${index}`, this.mth(index * width, (index + 1) * width));
+      }
+    }
+    return nodes;
+  }
+
   /** PATH(m, D[0:n]). */
   path(m: number, n: number): Buffer[] {
     return this.#path(m, 0, n);

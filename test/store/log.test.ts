@@ -43,14 +43,7 @@ function inputs(prefix: string, count: number): LogEntryInput[] {
 
 /** The perfect subtrees of a tree of `size` leaves, with their hashes computed by the reference. */
 function referenceNodes(leaves: readonly Buffer[]): Map<string, Buffer> {
-  const tree = new ReferenceTree(leaves);
-  const expected = new Map<string, Buffer>();
-  for (let width = 1, level = 0; width <= leaves.length; width *= 2, level += 1) {
-    for (let index = 0; (index + 1) * width <= leaves.length; index += 1) {
-      expected.set(`${level}:${index}`, tree.mth(index * width, (index + 1) * width));
-    }
-  }
-  return expected;
+  return new ReferenceTree(leaves).perfectSubtrees();
 }
 
 function expectSameNodes(actual: Map<string, Buffer>, expected: Map<string, Buffer>): void {

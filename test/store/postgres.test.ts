@@ -86,12 +86,7 @@ async function expectConsistentTree(store: SignetStore, db: TestDatabase): Promi
   const leaves = await allLeaves(store);
   const reference = new ReferenceTree(leaves);
   const rows = (await db.raw.query('SELECT level, idx, hash FROM log_nodes')) as { level: number; idx: number; hash: Buffer }[];
-  const expectedNodes = new Map<string, Buffer>();
-  for (let width = 1, level = 0; width <= leaves.length; width *= 2, level += 1) {
-    for (let index = 0; (index + 1) * width <= leaves.length; index += 1) {
-      expectedNodes.set(`${level}:${index}`, reference.mth(index * width, (index + 1) * width));
-    }
-  }
+  const expectedNodes = reference.perfectSubtrees();
   expect(rows).toHaveLength(expectedNodes.size);
   for (const row of rows) expect(row.hash.equals(expectedNodes.get(`${row.level}:${row.idx}`)!), `${row.level}:${row.idx}`).toBe(true);
   if (leaves.length > 0) {
