@@ -24,6 +24,7 @@ import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
 import { canonicalJson } from './canonical-json.js';
 import { signCheckpoint, logIdOf, verifyCheckpoint, type LogDigestSigner } from './checkpoint.js';
 import { LogError } from './errors.js';
+import { NodeCache } from './node-cache.js';
 import {
   consistencyPlan,
   consistencyProof,
@@ -126,8 +127,8 @@ export class TransparencyLog {
   #signed: SignedCheckpoint | null = null;
   /** The newest signing round; every later round's head must extend its head. */
   #round: CheckpointRound | undefined;
-  /** Hashes of perfect subtrees read before (immutable once stored), most recent last. */
-  readonly #nodeCache = new Map<number | string, Buffer>();
+  /** Hashes of perfect subtrees read before (immutable once stored). */
+  readonly #nodeCache = new NodeCache(NODE_CACHE_ENTRIES);
 
   constructor(options: TransparencyLogOptions) {
     this.origin = options.origin;
@@ -400,7 +401,7 @@ export class TransparencyLog {
     const refs = planRefs(plans);
     const missing = new Map<string, NodeRef>();
     for (const ref of refs) if (!this.#nodeCache.has(cacheKeyOf(ref))) missing.set(nodeKey(ref), ref);
-    const lookupIn = (nodes: ReadonlyMap<number | string, Buffer>): NodeLookup => (ref) => {
+    const lookupIn = (nodes: { get(key: number | string): Buffer | undefined }): NodeLookup => (ref) => {
       const hash = nodes.get(cacheKeyOf(ref));
       if (hash === undefined) throw new LogError('LOG_INCONSISTENT', 'a Merkle node is missing from storage');
       return hash;
@@ -432,11 +433,6 @@ export class TransparencyLog {
    * against the newest checkpoints share most of their nodes.
    */
   #remember(ref: NodeRef, hash: Buffer): void {
-    if (this.#nodeCache.size >= NODE_CACHE_ENTRIES) {
-      const oldest = this.#nodeCache.keys().next();
-      if (oldest.done !== true) this.#nodeCache.delete(oldest.value);
-    }
     this.#nodeCache.set(cacheKeyOf(ref), hash);
   }
-
 }
