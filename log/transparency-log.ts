@@ -180,6 +180,16 @@ export class TransparencyLog {
   }
 
   /**
+   * Resolves once every checkpoint signed so far is recorded (or failed to be: that
+   * failure reaches `checkpointCovering`, not this). Records are written in signing
+   * order and may wait for the next group commit, so a reader of the history awaits
+   * this first, and then finds every note a receipt has carried before its call.
+   */
+  async recordedSoFar(): Promise<void> {
+    await this.#signed?.recorded.catch(() => undefined);
+  }
+
+  /**
    * The receipt of durable entry `index`, against the newest signed checkpoint that
    * covers it (signed after the entry was committed). `leaf`, when the caller has it,
    * saves reading the entry back.

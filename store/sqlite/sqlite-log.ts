@@ -86,9 +86,12 @@ export class SqliteLogRepository implements LogRepository {
     const candidate: unknown = checkpoint;
     const size =
       typeof candidate === 'object' && candidate !== null && 'size' in candidate ? candidate.size : undefined;
+    // Deferred: nothing answers a request only once its checkpoint is recorded (receipts
+    // prove against notes signed over durable entries), so the record rides along with
+    // the next group commit rather than starting one.
     return this.#run(`recording the checkpoint of size ${describeNumber(size)}`, () => {
       this.#operations.addCheckpoint(checkpoint);
-    });
+    }, 'deferred');
   }
 
   latestCheckpoint(): Promise<CheckpointRecord | null> {

@@ -12,8 +12,10 @@
  * Every call therefore goes through one FIFO queue: a group commit (see #grouped) holds
  * it from BEGIN to COMMIT/ROLLBACK, and a call made meanwhile waits its turn, so it can
  * neither see nor accidentally join a half-done transaction. Writes and transactions
- * made in one turn of the event loop share one group commit (one fsync); each runs in
- * a SAVEPOINT of its own, so each is still all or nothing. Inside `work`, only the `tx`
+ * made in one turn of the event loop, or while the group before them was still at
+ * work, share one group commit (one fsync); each runs in a SAVEPOINT of its own, so
+ * each is still all or nothing. A checkpoint's record waits for the next group commit
+ * rather than starting one (a deferred write, sqlite-support.ts). Inside `work`, only the `tx`
  * handle may be used; touching the store itself there would wait for the transaction
  * that is waiting for it, so that is refused with a TypeError instead. `work` should
  * do storage work only: everything else in its group commit waits for it.
@@ -54,7 +56,7 @@ import { SqliteGovernanceOperations, SqliteGovernanceRepository } from './sqlite
 import { SqliteKeyOperations, SqliteKeyRepository } from './sqlite-keys.js';
 import { SqliteLeaseOperations, SqliteLeaseRepository } from './sqlite-leases.js';
 import { SqliteLogOperations, SqliteLogRepository } from './sqlite-log.js';
-import type { Runner, SqliteAccess } from './sqlite-support.js';
+import { DEFERRED_WRITE_MAX_DELAY_MS, type Runner, type SqliteAccess } from './sqlite-support.js';
 import { SqliteTokenUseOperations, SqliteTokenUseRepository } from './sqlite-token-uses.js';
 
 export interface SqliteStoreOptions {
@@ -259,6 +261,10 @@ class SqliteStore implements SignetStore {
   /** Plain calls waiting for the next group commit (see #grouped). */
   #pending: GroupedCall[] = [];
   #flushScheduled = false;
+  /** A group commit is queued and has not taken its calls yet (see #flushGroup). */
+  #groupQueued = false;
+  /** The timer that flushes deferred calls if no other call does first. */
+  #deferredFlush: NodeJS.Timeout | undefined;
 
   constructor(db: Database.Database, wal: WalSync | undefined) {
     this.#db = db;
@@ -272,7 +278,8 @@ class SqliteStore implements SignetStore {
       certificates: new SqliteCertificateOperations(access),
       governance: new SqliteGovernanceOperations(access),
     });
-    const run: Runner = (what, operation, access) => (access === 'read' ? this.#read(what, operation) : this.#grouped(what, operation));
+    const run: Runner = (what, operation, access) =>
+      access === 'read' ? this.#read(what, operation) : this.#grouped(what, operation, access === 'deferred');
     const plain = repositories(this.#operations, run);
     this.leases = new SqliteLeaseRepository(new SqliteLeaseOperations(access), run);
     this.keys = plain.keys;
@@ -337,29 +344,42 @@ class SqliteStore implements SignetStore {
    * Group commit for plain repository calls. With `synchronous=FULL` every commit is an
    * fsync, and a signing request makes several small writes (token use, counters);
    * one commit each would cap the whole service at a few hundred requests a second.
-   * Calls made in the same turn of the event loop are therefore run together, in
-   * order, inside one transaction, each in its own SAVEPOINT so that one failing call
+   * Calls made in the same turn of the event loop (and any made before that group
+   * starts, see #flushGroup) are therefore run together, in order, inside one
+   * transaction, each in its own SAVEPOINT so that one failing call
    * rolls back only its own writes. Every call's promise settles only after the COMMIT
    * (or its failure), so a resolved write is as durable as before, and each call is
    * still atomic and sees the calls queued before it.
    */
-  #grouped<T>(what: string, operation: () => T): Promise<T> {
+  #grouped<T>(what: string, operation: () => T, deferred = false): Promise<T> {
     this.#refuseInsideTransaction(what);
     if (this.#closed !== null) return Promise.reject(closedError(what));
     return new Promise<T>((resolve, reject) => {
-      this.#enqueue({ kind: 'plain', what, operation, resolve: resolve as (value: unknown) => void, reject });
+      this.#enqueue({ kind: 'plain', what, operation, resolve: resolve as (value: unknown) => void, reject }, deferred);
     });
   }
 
-  #enqueue(call: GroupedCall): void {
+  /**
+   * A deferred call (Runner, sqlite-support.ts) waits in #pending for the next flush
+   * that another call schedules, or for its own timer: under load, a checkpoint's
+   * record then shares a group commit with requests' writes instead of costing a
+   * COMMIT and an fsync of its own, during which every other call would wait.
+   */
+  #enqueue(call: GroupedCall, deferred = false): void {
     this.#pending.push(call);
-    if (!this.#flushScheduled) {
-      this.#flushScheduled = true;
-      setImmediate(() => {
-        this.#flushScheduled = false;
+    if (this.#flushScheduled) return;
+    if (deferred) {
+      this.#deferredFlush ??= setTimeout(() => {
+        this.#deferredFlush = undefined;
         this.#flushGroup();
-      });
+      }, DEFERRED_WRITE_MAX_DELAY_MS);
+      return;
     }
+    this.#flushScheduled = true;
+    setImmediate(() => {
+      this.#flushScheduled = false;
+      this.#flushGroup();
+    });
   }
 
   /**
@@ -383,11 +403,27 @@ class SqliteStore implements SignetStore {
     });
   }
 
+  /**
+   * Queues the next group commit, unless one is queued and not yet started: a group
+   * takes its calls when its turn comes, not when it is queued, so every write made
+   * while the previous group waited for its fsync joins one commit (one fsync), rather
+   * than one group per turn of the event loop that made a write meanwhile. Reads
+   * queued before the group still run before it; a read never waits for more than it
+   * did, it may only see writes that became durable before it ran.
+   */
   #flushGroup(): void {
-    const group = this.#pending;
-    if (group.length === 0) return;
-    this.#pending = [];
-    void this.#queue.run(() => this.#runGroup(group));
+    if (this.#pending.length === 0 || this.#groupQueued) return;
+    this.#groupQueued = true;
+    void this.#queue.run(() => {
+      this.#groupQueued = false;
+      if (this.#deferredFlush !== undefined) {
+        clearTimeout(this.#deferredFlush);
+        this.#deferredFlush = undefined;
+      }
+      const group = this.#pending;
+      this.#pending = [];
+      return group.length === 0 ? undefined : this.#runGroup(group);
+    });
   }
 
   /** Synchronous unless the group holds a transaction, whose `work` is awaited in its turn. */

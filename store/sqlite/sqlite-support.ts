@@ -7,12 +7,21 @@
  */
 import type Database from 'better-sqlite3';
 
-/** Runs one synchronous repository operation in the right context; `what` feeds error messages. */
 /**
- * Runs one repository call. `read` calls change nothing: outside a transaction they
- * run at their turn in the queue instead of waiting for the next group commit.
+ * Runs one repository call; `what` feeds error messages. `read` calls change nothing:
+ * outside a transaction they run at their turn in the queue instead of waiting for the
+ * next group commit. `deferred` writes are writes that nobody is waiting on to answer a
+ * request: outside a transaction they join the next group commit that other writes
+ * start, rather than starting one of their own (and its fsync), and start one
+ * themselves only after DEFERRED_WRITE_MAX_DELAY_MS without one.
  */
-export type Runner = <T>(what: string, operation: () => T, access?: 'read' | 'write') => Promise<T>;
+export type Runner = <T>(what: string, operation: () => T, access?: 'read' | 'write' | 'deferred') => Promise<T>;
+
+/**
+ * How long a deferred write waits for another write's group commit. Under load one
+ * comes within a millisecond or two; on an idle service this is the extra delay.
+ */
+export const DEFERRED_WRITE_MAX_DELAY_MS = 10;
 
 /** The connection and its statement cache, as the operations need them. */
 export interface SqliteAccess {

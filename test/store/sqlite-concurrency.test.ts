@@ -5,9 +5,11 @@
  * or joining it. Writes and transactions made in one turn share one commit.
  */
 import fc from 'fast-check';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { leafHash } from '../../log/merkle.js';
 import { openStore } from '../../store/open-store.js';
-import type { SignetStore } from '../../store/store.js';
+import { DEFERRED_WRITE_MAX_DELAY_MS } from '../../store/sqlite/sqlite-support.js';
+import type { CheckpointRecord, SignetStore } from '../../store/store.js';
 import { keyVersion, makeTempDir, tokenClaim, walCommits } from './sqlite-fixtures.js';
 
 let temp: ReturnType<typeof makeTempDir>;
@@ -191,6 +193,27 @@ describe('group commit', () => {
     expect(await store.tokenUses.get(tokenClaim('undone').issuer, 'undone')).toBeNull();
   });
 
+  it('commits every write made while the previous group was busy in one group, whatever turns made them', async () => {
+    await store.keys.insert(keyVersion('warm', 1));
+    const before = walCommits(temp.dbPath);
+    const release = deferred();
+    const holding = store.transaction(async (tx) => {
+      await tx.keys.insert(keyVersion('held', 1));
+      await release.promise;
+    });
+    await yieldTurns(2);
+    // Three writes in three turns, all while the transaction holds the connection.
+    const writes: Promise<unknown>[] = [];
+    for (let i = 0; i < 3; i += 1) {
+      writes.push(store.keys.insert(keyVersion(`w${i}`, 1)));
+      await yieldTurns(1);
+    }
+    release.resolve();
+    await Promise.all([holding, ...writes]);
+    expect(walCommits(temp.dbPath) - before).toBe(2);
+    expect(await store.keys.list()).toHaveLength(5);
+  });
+
   it('runs the calls of a group in the order they were made, each seeing the ones before', async () => {
     const first = store.transaction((tx) => tx.keys.insert(keyVersion('k', 1, 'active')));
     const second = store.keys.insert(keyVersion('k', 2, 'active'));
@@ -200,5 +223,61 @@ describe('group commit', () => {
     await expect(second).rejects.toMatchObject({ code: 'STORE_CONFLICT' });
     expect(await third).toEqual({ kind: 'claimed' });
     expect(await fourth).toMatchObject({ kind: 'used' });
+  });
+});
+
+describe('deferred writes (a checkpoint record)', () => {
+  const record = (size: number): CheckpointRecord => ({
+    size,
+    rootHash: leafHash(Buffer.from(`root:${size}`)),
+    note: `signet.example/log\n${size}\nroot\n\n— signet sig\n`,
+    createdAt: '2025-01-01T00:00:00Z',
+  });
+
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('join the next group commit another write starts, instead of committing on their own', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    await store.keys.insert(keyVersion('warm', 1));
+    const before = walCommits(temp.dbPath);
+    let recorded = false;
+    const checkpoint = store.log.addCheckpoint(record(0)).then(() => {
+      recorded = true;
+    });
+    await yieldTurns(3);
+    expect(recorded).toBe(false);
+    expect(walCommits(temp.dbPath)).toBe(before);
+    await store.keys.insert(keyVersion('request', 1));
+    await checkpoint;
+    expect(walCommits(temp.dbPath) - before).toBe(1);
+    expect((await store.log.latestCheckpoint())?.size).toBe(0);
+  });
+
+  it(`commit on their own after ${DEFERRED_WRITE_MAX_DELAY_MS} ms without another write`, async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    const before = walCommits(temp.dbPath);
+    const checkpoint = store.log.addCheckpoint(record(0));
+    await yieldTurns(3);
+    expect(walCommits(temp.dbPath)).toBe(before);
+    vi.advanceTimersByTime(DEFERRED_WRITE_MAX_DELAY_MS);
+    await checkpoint;
+    expect(walCommits(temp.dbPath) - before).toBe(1);
+  });
+
+  it('are committed by close()', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    const checkpoint = store.log.addCheckpoint(record(0));
+    await store.close();
+    await checkpoint;
+    store = await openStore({ driver: 'sqlite', sqlite: { path: temp.dbPath } });
+    expect((await store.log.latestCheckpoint())?.size).toBe(0);
+  });
+
+  it('run at once inside a transaction, like any call there', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    await store.transaction((tx) => tx.log.addCheckpoint(record(0)));
+    expect((await store.log.latestCheckpoint())?.size).toBe(0);
   });
 });
