@@ -27,6 +27,13 @@
  * --rounds R (with/without-log rounds, default 3), --json, --only signing|log|storage-compare|verify,
  * --log-entries N (default 1,000,000), --profile DIR (V8 CPU profiles of the services). The log figures are in bench/log-bench.ts.
  *
+ * --against DIR [--against-log on|off]: a same-run A/B of two builds. The third service
+ * is then another checkout's (DIR/dist/bench/serve.js, built with `npm run build`),
+ * with its log on (default) or off, in place of the one with promises; it runs on its
+ * own copy of the same database, in the same alternating rounds, so the comparison is
+ * free of the drift between separate runs (±5 points on the with/without ratio on the
+ * development machine).
+ *
  * `--only verify` (bench/verify-bench.ts) times `signet verify` of a release of
  * --artifacts N files (default 1,000) totalling --release-mib M (default 1,024) against
  * `sha256sum` over the same files, in one run; not part of the default run either (it
@@ -39,10 +46,10 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createDevTokenMinter, DEV_AUDIENCE } from '../cli/dev-issuer.js';
@@ -73,11 +80,24 @@ const { values } = parseArgs({
     artifacts: { type: 'string' },
     profile: { type: 'string' },
     'release-mib': { type: 'string' },
+    against: { type: 'string' },
+    'against-log': { type: 'string' },
   },
 });
 const seconds = Number(values.seconds ?? '10');
 const connections = Number(values.connections ?? '16');
 const rounds = Number(values.rounds ?? '3');
+
+/** --against: another build's service in the third slot (see the header). */
+const against = ((): { readonly dir: string; readonly serve: string; readonly log: 'on' | 'off' } | undefined => {
+  if (values.against === undefined) return undefined;
+  const dir = resolve(values.against);
+  const serve = join(dir, 'dist', 'bench', 'serve.js');
+  if (!existsSync(serve)) throw new Error(`--against: ${serve} does not exist (run npm run build in ${dir})`);
+  const againstLog = values['against-log'] ?? 'on';
+  if (againstLog !== 'on' && againstLog !== 'off') throw new Error('--against-log must be on or off');
+  return { dir, serve, log: againstLog };
+})();
 
 function log(message: string): void {
   if (values.json !== true) process.stderr.write(`${message}\n`);
@@ -155,7 +175,8 @@ const CLOCK_TICKS_PER_SECOND = 100;
 function startBenchService(configPath: string, port: number, database: string, variant: LogVariant): ChildProcess {
   // --profile DIR: each service writes a V8 CPU profile there when it stops (open it in Chrome's DevTools).
   const profile = values.profile === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', values.profile, '--cpu-prof-name', `service-log-${variant}.cpuprofile`];
-  const args = [...profile, join(here, 'serve.js'), '--config', configPath, '--port', String(port), '--database', database, '--log', variant];
+  const [serve, logOption] = variant === 'promises' && against !== undefined ? [against.serve, against.log] : [join(here, 'serve.js'), variant];
+  const args = [...profile, serve, '--config', configPath, '--port', String(port), '--database', database, '--log', logOption];
   return spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'inherit'] });
 }
 
@@ -234,7 +255,7 @@ async function main(): Promise<void> {
   }
   const identityPerSecond = sample.length / ((performance.now() - t1) / 1000);
 
-  log(`4/4 end to end, ${connections} keep-alive mTLS clients: with the log, without it, and with promises, ${rounds} alternating rounds of ${seconds} s…`);
+  log(`4/4 end to end, ${connections} keep-alive mTLS clients: with the log, without it, and ${against === undefined ? 'with promises' : `the build in ${against.dir} (log ${against.log})`}, ${rounds} alternating rounds of ${seconds} s…`);
   // Every service starts from init's database, each on a file of its own.
   const variants: readonly LogVariant[] = ['on', 'off', 'promises'];
   const services = new Map<LogVariant, BenchService>();
@@ -290,7 +311,7 @@ async function main(): Promise<void> {
         measured.runs.push(run);
       }
       const last = (variant: LogVariant): string => summarise(service(variant).runs.slice(-1)).perSecond.toFixed(0);
-      log(`  round ${round + 1}: with the log ${last('on')}/s, without ${last('off')}/s, with promises ${last('promises')}/s`);
+      log(`  round ${round + 1}: with the log ${last('on')}/s, without ${last('off')}/s, ${against === undefined ? 'with promises' : 'that build'} ${last('promises')}/s`);
     }
     const max = summarise(service('on').runs);
     const baseline = summarise(service('off').runs);
@@ -316,6 +337,8 @@ async function main(): Promise<void> {
       pkcs11Tool: { msPerSignature: toolMs, perSecond: toolPerSecond },
       endToEnd: { connections, rounds, ...max },
       endToEndWithoutLog: { connections, rounds, ...baseline },
+      // With --against, the "with promises" figures are that build's (see the header).
+      thirdService: against === undefined ? 'with promises' : { build: against.dir, log: against.log },
       endToEndWithPromises: { connections, rounds, ...promising },
       halfLoad: { targetPerSecond: max.perSecond / 2, ...half },
       cpuPerRequest: { withLog: cpuByVariant.on, withoutLog: cpuByVariant.off, withPromises: cpuByVariant.promises },
@@ -338,6 +361,7 @@ async function main(): Promise<void> {
       const row = (name: string, r: LoadResult): string =>
         `${name.padEnd(40)} ${r.perSecond.toFixed(0).padStart(7)}/s  p50 ${r.p50Ms.toFixed(2)} ms  p99 ${r.p99Ms.toFixed(2)} ms  (${r.requests} requests, ${r.failures} failed)`;
       const percent = (ratio: number): string => `${(ratio * 100).toFixed(1)}%`;
+      const third = against === undefined ? { row: 'with a promise in every answer', ratio: 'with promises / without', cpu: 'with promises' } : { row: `the build in ${against.dir}, log ${against.log}`, ratio: 'that build / without', cpu: 'that build' };
       const cpuRow = (cpu: CpuPerRequest): string =>
         `${cpu.serviceMicroseconds.toFixed(0)} (main thread ${cpu.mainThreadMicroseconds.toFixed(0)}) + ${cpu.loadGeneratorMicroseconds.toFixed(0)} µs`;
       process.stdout.write(
@@ -348,9 +372,9 @@ async function main(): Promise<void> {
           row(`POST /v1/sign, ${connections} clients, max`, max),
           row(`  same, without the log (baseline)`, baseline),
           `  with the log / without                 ${percent(results.ratios.withLogOverWithout)}   (rounds: ${roundRatios.map(percent).join(', ')}; target ≥ 80%)`,
-          row(`  same, with a promise in every answer`, promising),
-          `  with promises / without                ${percent(results.ratios.withPromisesOverWithout)}   (rounds: ${results.ratios.withPromisesOverWithoutByRound.map(percent).join(', ')})`,
-          `CPU per request, service + load generator: with the log ${cpuRow(cpuByVariant.on)}, without ${cpuRow(cpuByVariant.off)}, with promises ${cpuRow(cpuByVariant.promises)}`,
+          row(`  same, ${third.row}`, promising),
+          `  ${third.ratio.padEnd(39)}${percent(results.ratios.withPromisesOverWithout)}   (rounds: ${results.ratios.withPromisesOverWithoutByRound.map(percent).join(', ')})`,
+          `CPU per request, service + load generator: with the log ${cpuRow(cpuByVariant.on)}, without ${cpuRow(cpuByVariant.off)}, ${third.cpu} ${cpuRow(cpuByVariant.promises)}`,
           row(`POST /v1/sign at half load`, half),
           `end-to-end / raw PKCS#11                 ${percent(results.ratios.endToEndOverRaw)}   (target ≥ 40%)`,
           `p99 at half load                         ${half.p99Ms.toFixed(2)} ms (target < 10 ms)`,
