@@ -408,8 +408,9 @@ class SqliteStore implements SignetStore {
    * takes its calls when its turn comes, not when it is queued, so every write made
    * while the previous group waited for its fsync joins one commit (one fsync), rather
    * than one group per turn of the event loop that made a write meanwhile. Reads
-   * queued before the group still run before it; a read never waits for more than it
-   * did, it may only see writes that became durable before it ran.
+   * queued before the group still run before it; a read queued behind it waits for
+   * every call it took, including ones made after the read, and, as always, sees only
+   * what is durable.
    */
   #flushGroup(): void {
     if (this.#pending.length === 0 || this.#groupQueued) return;
