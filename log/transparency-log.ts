@@ -46,12 +46,14 @@ import { isStoreError, type StoreError } from '../store/errors.js';
 import type { CheckpointRecord, LogEntryInput, LogEntryRecord, SignetStore, StoreTransaction } from '../store/store.js';
 
 /**
- * Node hashes kept (under 1 MB). The hot set is small: the proofs of the entries the
- * newest checkpoints cover share all but a few nodes, a few dozen new ones per signing
- * round. A bigger cache only made the garbage collector's work grow: with 65,536 every
- * signature cost about 50 µs more of the event loop (BENCHMARKS.md, same-run A/B).
+ * Node hashes kept. The hot set is small: the proofs of the entries the newest
+ * checkpoints cover share all but a few nodes, a few dozen new ones per signing round.
+ * A bigger cache only made the garbage collector's work grow, because every hash read
+ * from storage is a Buffer with an ArrayBuffer of its own, tracked one by one while it
+ * lives: with 65,536 each signature cost about 50 µs more of the event loop than with
+ * 8,192, and with 8,192 about 35 µs more than with 1,024 (BENCHMARKS.md, same-run A/Bs).
  */
-const NODE_CACHE_ENTRIES = 8_192;
+const NODE_CACHE_ENTRIES = 1_024;
 /** Newly covered entries whose proof nodes a signing round reads ahead (≈ 2 nodes each, well under a read's limit). */
 const PREFETCHED_PROOFS = 256;
 
