@@ -46,14 +46,17 @@ import { isStoreError, type StoreError } from '../store/errors.js';
 import type { CheckpointRecord, LogEntryInput, LogEntryRecord, SignetStore, StoreTransaction } from '../store/store.js';
 
 /**
- * Node hashes kept. The hot set is small: the proofs of the entries the newest
- * checkpoints cover share all but a few nodes, a few dozen new ones per signing round.
- * A bigger cache only made the garbage collector's work grow, because every hash read
- * from storage is a Buffer with an ArrayBuffer of its own, tracked one by one while it
- * lives: with 65,536 each signature cost about 50 µs more of the event loop than with
- * 8,192, and with 8,192 about 35 µs more than with 1,024 (BENCHMARKS.md, same-run A/Bs).
+ * Node hashes kept. The hot set is small: what a signing round reads ahead for the
+ * receipts that wait for it, a few dozen nodes at the rates measured (a round that
+ * covers hundreds of new entries reads more, and its receipts may then read a node
+ * again, which costs a read, not a wrong answer). Each smaller size measured faster in
+ * same-run A/Bs (BENCHMARKS.md): 65,536 → 8,192 about 50 µs of event loop less per
+ * signature, → 1,024 about 35 µs, → 256 about 15–100 µs. Every cached hash is a Buffer
+ * with an ArrayBuffer of its own, tracked by the garbage collector one by one (8,192
+ * hashes copied into one slab measured like 1,024 Buffers); that alone does not explain
+ * the last step.
  */
-const NODE_CACHE_ENTRIES = 1_024;
+const NODE_CACHE_ENTRIES = 256;
 /** Newly covered entries whose proof nodes a signing round reads ahead (≈ 2 nodes each, well under a read's limit). */
 const PREFETCHED_PROOFS = 256;
 
