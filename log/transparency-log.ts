@@ -57,8 +57,13 @@ import type { CheckpointRecord, LogEntryInput, LogEntryRecord, SignetStore, Stor
  * the last step.
  */
 const NODE_CACHE_ENTRIES = 256;
-/** Newly covered entries whose proof nodes a signing round reads ahead (≈ 2 nodes each, well under a read's limit). */
-const PREFETCHED_PROOFS = 256;
+/**
+ * Newly covered entries whose proof nodes a signing round reads ahead for their
+ * receipts: about 2 new nodes each, plus the path they share to the root, so what one
+ * round reads fits in the cache with room to spare. Read ahead for more, the first
+ * ones would be evicted by the last before any receipt used them.
+ */
+const PREFETCHED_PROOFS = NODE_CACHE_ENTRIES / 4;
 
 /** Below this index, `index · 64 + level` (level ≤ 53) is an exact, unique number. */
 const NUMERIC_KEY_INDEX_LIMIT = 2 ** 47;
