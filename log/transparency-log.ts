@@ -256,7 +256,10 @@ export class TransparencyLog {
   }
 
   async root(size: number): Promise<Buffer> {
+    if (!Number.isSafeInteger(size) || size < 0) throw new LogError('LOG_PROOF_INVALID_REQUEST', 'the size must be a non-negative integer');
     if (size === 0) return emptyRoot();
+    // Nodes are read only for a tree known to be durable (store.ts, LogRepository.nodes).
+    await this.#assertSizeExists(size);
     return this.#withNodes([rootPlan(size)], (lookup) => treeRoot(size, lookup));
   }
 

@@ -171,7 +171,12 @@ export interface LogRepository {
   /** Entries [start, end), at most 1000. */
   entries(start: number, end: number): Promise<LogEntryRecord[]>;
   indexOfLeafHash(leafHash: Buffer): Promise<number | null>;
-  /** The stored hashes of these nodes, keyed by `${level}:${index}`; STORE_NOT_FOUND if one is missing. */
+  /**
+   * The stored hashes of these nodes, keyed by `${level}:${index}`; STORE_NOT_FOUND if one
+   * is missing. Callers ask only for nodes of a tree whose size they know to be durable
+   * (read from storage, or a signed checkpoint's): those never change, so a store may
+   * read them without waiting for the writes in progress (SQLite does).
+   */
   nodes(refs: readonly LogNodeRef[]): Promise<Map<string, Buffer>>;
   /**
    * Records a signed checkpoint. STORE_CONFLICT if one of the same size has another

@@ -79,7 +79,8 @@ export class SqliteLogRepository implements LogRepository {
   }
 
   nodes(refs: readonly LogNodeRef[]): Promise<Map<string, Buffer>> {
-    return this.#run('reading log nodes', () => this.#operations.nodes(refs), 'read');
+    // Settled: a stored node never changes, and callers ask for nodes of durable trees only (store.ts).
+    return this.#run('reading log nodes', () => this.#operations.nodes(refs), 'settled');
   }
 
   addCheckpoint(checkpoint: CheckpointRecord): Promise<void> {

@@ -279,7 +279,11 @@ class SqliteStore implements SignetStore {
       governance: new SqliteGovernanceOperations(access),
     });
     const run: Runner = (what, operation, access) =>
-      access === 'read' ? this.#read(what, operation) : this.#grouped(what, operation, access === 'deferred');
+      access === 'read'
+        ? this.#read(what, operation)
+        : access === 'settled'
+          ? this.#settledRead(what, operation)
+          : this.#grouped(what, operation, access === 'deferred');
     const plain = repositories(this.#operations, run);
     this.leases = new SqliteLeaseRepository(new SqliteLeaseOperations(access), run);
     this.keys = plain.keys;
@@ -397,6 +401,29 @@ class SqliteStore implements SignetStore {
       try {
         this.#discardLeftoverTransaction();
         return operation();
+      } catch (error) {
+        throw translateSqliteError(error, what);
+      }
+    });
+  }
+
+  /**
+   * A `settled` read (Runner, sqlite-support.ts): rows no write changes once durable,
+   * which the caller knows to be durable, so it runs now rather than behind the group
+   * commits queued before it and their fsyncs (a signing round would otherwise wait
+   * for one to read the nodes of a tree whose size it has just read). It may run while
+   * a group's transaction is open on the connection, between two of its statements:
+   * that transaction only adds rows beyond the durable ones this read asks for.
+   */
+  #settledRead<T>(what: string, operation: () => T): Promise<T> {
+    this.#refuseInsideTransaction(what);
+    // The executor runs at once, and a throw in it rejects.
+    return new Promise<T>((resolve) => {
+      if (this.#closed !== null || !this.#db.open) throw closedError(what);
+      const failure = this.#wal?.failure();
+      if (failure !== undefined) throw failure;
+      try {
+        resolve(operation());
       } catch (error) {
         throw translateSqliteError(error, what);
       }

@@ -10,12 +10,16 @@ import type Database from 'better-sqlite3';
 /**
  * Runs one repository call; `what` feeds error messages. `read` calls change nothing:
  * outside a transaction they run at their turn in the queue instead of waiting for the
- * next group commit. `deferred` writes are writes that nobody is waiting on to answer a
+ * next group commit. `settled` reads read only rows that no write changes once they are
+ * durable, and only rows the caller knows to be durable (the log's Merkle nodes below a
+ * tree size read from storage or signed): they run at once, without waiting behind the
+ * group commits and fsyncs in the queue, since no write can change what they return.
+ * `deferred` writes are writes that nobody is waiting on to answer a
  * request: outside a transaction they join the next group commit that other writes
  * start, rather than starting one of their own (and its fsync), and start one
  * themselves only after DEFERRED_WRITE_MAX_DELAY_MS without one.
  */
-export type Runner = <T>(what: string, operation: () => T, access?: 'read' | 'write' | 'deferred') => Promise<T>;
+export type Runner = <T>(what: string, operation: () => T, access?: 'read' | 'settled' | 'write' | 'deferred') => Promise<T>;
 
 /**
  * How long a deferred write waits for another write's group commit. Under load one

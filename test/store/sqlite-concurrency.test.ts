@@ -281,3 +281,40 @@ describe('deferred writes (a checkpoint record)', () => {
     expect((await store.log.latestCheckpoint())?.size).toBe(0);
   });
 });
+
+describe('settled reads (Merkle nodes of a durable tree)', () => {
+  const entry = (n: number) => ({ kind: 'test.entry/v1', leaf: Buffer.from(`leaf ${n}`), integratedTime: 1, linkedIndex: null });
+
+  it('do not wait behind an open transaction, and read what was durable before it', async () => {
+    await store.log.append([entry(0), entry(1)]);
+    const release = deferred();
+    const inside = deferred();
+    const tx = store.transaction(async (handle) => {
+      await handle.log.append([entry(2), entry(3)]);
+      inside.resolve();
+      await release.promise;
+    });
+    await inside.promise;
+
+    let sizeRead = false;
+    const size = store.log.size().then((value) => {
+      sizeRead = true;
+      return value;
+    });
+    // The node of the durable tree [0, 2) is read while the transaction holds the connection.
+    const nodes = await store.log.nodes([{ level: 1, index: 0 }]);
+    expect(nodes.get('1:0')).toHaveLength(32);
+    expect(sizeRead).toBe(false);
+
+    release.resolve();
+    await tx;
+    expect(await size).toBe(4);
+  });
+
+  it('fail at once once the store is closed', async () => {
+    await store.log.append([entry(0), entry(1)]);
+    await store.close();
+    await expect(store.log.nodes([{ level: 1, index: 0 }])).rejects.toMatchObject({ code: 'STORE_UNAVAILABLE' });
+    store = await openStore({ driver: 'sqlite', sqlite: { path: temp.dbPath } });
+  });
+});
