@@ -29,8 +29,8 @@ import {
   consistencyPlan,
   consistencyProof,
   emptyRoot,
+  foldSubtrees,
   inclusionPlan,
-  inclusionProof,
   leafHash,
   nodeKey,
   planRefs,
@@ -244,7 +244,8 @@ export class TransparencyLog {
       throw new LogError('LOG_PROOF_INVALID_REQUEST', 'the index must be below the tree size');
     }
     await this.#assertSizeExists(size);
-    return this.#withNodes([inclusionPlan(index, size)], (lookup) => inclusionProof(index, size, lookup));
+    const plan = inclusionPlan(index, size);
+    return this.#withNodes([plan], (lookup) => proofFromPlan(plan, lookup));
   }
 
   async consistencyProof(first: number, second: number): Promise<Buffer[]> {
@@ -252,7 +253,8 @@ export class TransparencyLog {
       throw new LogError('LOG_PROOF_INVALID_REQUEST', 'sizes must satisfy 1 ≤ first ≤ second');
     }
     await this.#assertSizeExists(second);
-    return this.#withNodes([consistencyPlan(first, second)], (lookup) => consistencyProof(first, second, lookup));
+    const plan = consistencyPlan(first, second);
+    return this.#withNodes([plan], (lookup) => proofFromPlan(plan, lookup));
   }
 
   async root(size: number): Promise<Buffer> {
@@ -260,7 +262,8 @@ export class TransparencyLog {
     if (size === 0) return emptyRoot();
     // Nodes are read only for a tree known to be durable (store.ts, LogRepository.nodes).
     await this.#assertSizeExists(size);
-    return this.#withNodes([rootPlan(size)], (lookup) => treeRoot(size, lookup));
+    const plan = rootPlan(size);
+    return this.#withNodes([plan], (lookup) => foldSubtrees(plan, lookup));
   }
 
   /**
@@ -346,17 +349,20 @@ export class TransparencyLog {
       if (stored !== null) return { head: stored, reuse: { record: stored, recorded: Promise.resolve(stored) } };
       if (previous !== undefined) return { head: prior, reuse: await previous.signed };
     }
-    const plans: NodePlan[] = size === 0 ? [] : [rootPlan(size)];
-    if (prior !== null && prior.size > 0) plans.push(consistencyPlan(prior.size, size));
+    // Each plan is made once: for the batch read, then to compute from what it read.
+    const newRootPlan = rootPlan(size);
+    const extension = prior !== null && prior.size > 0 ? { from: prior, plan: consistencyPlan(prior.size, size) } : undefined;
+    const plans: NodePlan[] = [newRootPlan];
+    if (extension !== undefined) plans.push(extension.plan);
     // The entries this checkpoint is the first to cover are those whose receipts wait
     // for it: their proofs' nodes come in the same read, so receipts find them cached.
     for (let index = Math.max(prior?.size ?? 0, size - PREFETCHED_PROOFS); index < size; index += 1) plans.push(inclusionPlan(index, size));
     const rootHash = size === 0 ? emptyRoot() : await this.#withNodes(plans, (lookup) => {
-      const root = treeRoot(size, lookup);
-      if (prior !== null && prior.size > 0) {
-        const proof = consistencyProof(prior.size, size, lookup);
-        if (!verifyConsistency(prior.size, size, prior.rootHash, root, proof)) {
-          throw new LogError('LOG_INCONSISTENT', `the stored log does not extend checkpoint ${prior.size}; refusing to sign`);
+      const root = foldSubtrees(newRootPlan, lookup);
+      if (extension !== undefined) {
+        const { from, plan } = extension;
+        if (!verifyConsistency(from.size, size, from.rootHash, root, proofFromPlan(plan, lookup))) {
+          throw new LogError('LOG_INCONSISTENT', `the stored log does not extend checkpoint ${from.size}; refusing to sign`);
         }
       }
       return root;
