@@ -140,6 +140,9 @@ describe('receipts', () => {
     expect(byHash).toMatchObject({ index: answer.json.log.index, hashes: answer.json.log.inclusionProof, rootHash: answer.json.log.rootHash });
     const bad = await httpsCall(`${service.url}/v1/log/proof/inclusion?index=5&treeSize=3`, { ca: tls.ca });
     expect([bad.status, bad.json.error.code]).toEqual([400, 'LOG_PROOF_INVALID_REQUEST']);
+    // A tree larger than the log: no node is read for it (its root included), whatever storage holds.
+    const beyond = await httpsCall(`${service.url}/v1/log/proof/inclusion?index=0&treeSize=${(answer.json.log.treeSize as number) + 1000}`, { ca: tls.ca });
+    expect([beyond.status, beyond.json.error.code]).toEqual([400, 'LOG_PROOF_INVALID_REQUEST']);
     const missing = await httpsCall(`${service.url}/v1/log/entries/999999`, { ca: tls.ca });
     expect([missing.status, missing.json.error.code]).toEqual([404, 'LOG_ENTRY_NOT_FOUND']);
   });

@@ -311,7 +311,7 @@ describe('settled reads (Merkle nodes of a durable tree)', () => {
     expect(await size).toBe(4);
   });
 
-  it('fail at once once the store is closed', async () => {
+  it('fail at once after the store is closed', async () => {
     await store.log.append([entry(0), entry(1)]);
     await store.close();
     await expect(store.log.nodes([{ level: 1, index: 0 }])).rejects.toMatchObject({ code: 'STORE_UNAVAILABLE' });
