@@ -15,6 +15,7 @@ import { describe, expect, it } from 'vitest';
 import { createDevTokenMinter, DEV_AUDIENCE } from '../../cli/dev-issuer.js';
 import { runLogVerify } from '../../cli/log-verify.js';
 import { runCli, startServe } from '../helpers/cli.js';
+import { freeServicePort } from '../helpers/ports.js';
 
 const KILLS = 50;
 
@@ -26,8 +27,7 @@ interface Received {
 describe('SIGKILL under load', () => {
   it(`the log verifies after each of ${KILLS} kills and holds every signature a client received`, { timeout: 300_000 }, async () => {
     const dir = mkdtempSync(join(tmpdir(), 'signet-crash-'));
-    const port = 30_000 + Math.floor(Math.random() * 20_000);
-    const initialised = await runCli(['init', '--dir', dir, '--json', '--port', String(port)]);
+    const initialised = await runCli(['init', '--dir', dir, '--json', '--port', String(await freeServicePort())]);
     expect(initialised.code, initialised.stderr).toBe(0);
     const init = JSON.parse(initialised.stdout) as { config: string; url: string; caCert: string; clientCert: string; clientKey: string };
     const logKey = new Database(join(dir, 'signet.db'), { readonly: true })

@@ -15,6 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI, runCli, startServe, type CliResult, type ServeProcess } from '../helpers/cli.js';
 import { httpsCall } from '../helpers/dev-env.js';
+import { freeServicePort } from '../helpers/ports.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const COMMIT = '4c1e0b1d9a7f3e2b6c5d8e9f0a1b2c3d4e5f6a7b';
@@ -32,7 +33,6 @@ let serve: ServeProcess;
 let release: string;
 let trustFile: string;
 
-const freePort = (): number => 20_000 + Math.floor(Math.random() * 20_000);
 const manifestOf = (dir: string) => join(dir, 'release', 'manifest.intoto.json');
 const signatureOf = (dir: string) => join(dir, 'release', 'manifest.intoto.json.sig');
 const receiptOf = (dir: string) => `${signatureOf(dir)}.receipt.json`;
@@ -81,7 +81,7 @@ async function trustBundleOf(url: string, caFile: string): Promise<string> {
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), 'signet-verify-e2e-'));
   const dev = join(work, 'dev');
-  const created = await runCli(['init', '--dir', dev, '--json', '--port', String(freePort())]);
+  const created = await runCli(['init', '--dir', dev, '--json', '--port', String(await freeServicePort())]);
   expect(created.code, created.stderr).toBe(0);
   init = JSON.parse(created.stdout) as InitJson;
   serve = await startServe(init.config);
@@ -174,7 +174,7 @@ describe('signet verify', () => {
 
   it("another deployment's trust bundle: exit 6", async () => {
     const otherDir = join(work, 'other');
-    const created = await runCli(['init', '--dir', otherDir, '--json', '--port', String(freePort())]);
+    const created = await runCli(['init', '--dir', otherDir, '--json', '--port', String(await freeServicePort())]);
     expect(created.code, created.stderr).toBe(0);
     const other = JSON.parse(created.stdout) as InitJson;
     const otherServe = await startServe(other.config);

@@ -18,6 +18,7 @@ import { expect } from 'vitest';
 import { DEV_AUDIENCE, mintDevToken } from '../../cli/dev-issuer.js';
 import { runCli, startServe, type CliResult, type ServeProcess } from './cli.js';
 import { httpsCall } from './dev-env.js';
+import { freeServicePort } from './ports.js';
 
 export interface InitJson {
   config: string;
@@ -38,11 +39,10 @@ export interface OfficerEnvironment {
   secret(officer: string): string;
 }
 
-/** `signet init --json` in a fresh directory on a random loopback port, then `signet serve` with `serveEnv`. */
+/** `signet init --json` in a fresh directory on a free loopback port, then `signet serve` with `serveEnv`. */
 export async function setUpOfficers(options: { readonly prefix?: string; readonly serveEnv?: NodeJS.ProcessEnv } = {}): Promise<OfficerEnvironment> {
   const dir = mkdtempSync(join(tmpdir(), options.prefix ?? 'signet-officers-'));
-  const port = 20_000 + Math.floor(Math.random() * 20_000);
-  const result = await runCli(['init', '--dir', dir, '--json', '--port', String(port)]);
+  const result = await runCli(['init', '--dir', dir, '--json', '--port', String(await freeServicePort())]);
   expect(result.stderr).toBe('');
   expect(result.code).toBe(0);
   const init = JSON.parse(result.stdout) as InitJson;
