@@ -110,15 +110,20 @@ function openDatabaseSource(path: string, origin: string | undefined, trustedKey
     publicKeyPem = row.public_key_pem;
     warnings.push('the log key was read from the database being verified; pass --public-key to check against a key you trust');
   }
-  // Each entry with its level-0 node, found by the node's key: (leaf_end = idx + 1,
-  // level 0) since schema version 7, (level, idx) before it; a file is verified as it
-  // is, never migrated. One statement, rows as arrays: this loop runs once per entry.
-  const keyedByCompletion = db.prepare("SELECT 1 FROM pragma_table_info('log_nodes') WHERE name = 'leaf_end'").get() !== undefined;
+  // Each entry with its level-0 node where one is stored apart from the entry, found by
+  // the node's key: (leaf_end = idx + 1, level 0) in schema version 7, (level, idx)
+  // before it; from version 8 on, the leaf hash is the level-0 node (no log_nodes). A
+  // file is verified as it is, never migrated. One statement, rows as arrays: this loop
+  // runs once per entry.
+  const hasNodeTable = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'log_nodes'").get() !== undefined;
+  const keyedByCompletion = hasNodeTable && db.prepare("SELECT 1 FROM pragma_table_info('log_nodes') WHERE name = 'leaf_end'").get() !== undefined;
   const entriesWithNodes = db
     .prepare(
-      `SELECT e.idx, e.leaf, e.leaf_hash, n.hash FROM log_entries AS e
-         LEFT JOIN log_nodes AS n ON ${keyedByCompletion ? 'n.leaf_end = e.idx + 1 AND n.level = 0' : 'n.level = 0 AND n.idx = e.idx'}
-        ORDER BY e.idx`,
+      hasNodeTable
+        ? `SELECT e.idx, e.leaf, e.leaf_hash, n.hash FROM log_entries AS e
+             LEFT JOIN log_nodes AS n ON ${keyedByCompletion ? 'n.leaf_end = e.idx + 1 AND n.level = 0' : 'n.level = 0 AND n.idx = e.idx'}
+            ORDER BY e.idx`
+        : 'SELECT idx, leaf, leaf_hash, NULL FROM log_entries ORDER BY idx',
     )
     .raw();
   return {

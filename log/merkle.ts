@@ -347,9 +347,48 @@ export function inclusionProof(index: number, size: number, lookup: NodeLookup):
   return proofFromPlan(inclusionPlan(index, size), lookup);
 }
 
-/** The proof a plan (inclusionPlan, consistencyPlan) describes: each element folded from its subtrees. */
-export function proofFromPlan(plan: readonly (readonly NodeRef[])[], lookup: NodeLookup): Buffer[] {
-  return plan.map((refs) => foldSubtrees(refs, lookup));
+/**
+ * MTH(D[start:size]) for every suffix of rootPlan(size), keyed by `start`, and the root
+ * (start 0). Folding the root right to left computes each of them on the way, so they
+ * cost nothing more than the root. They are every imperfect element a proof against
+ * this tree can have: an element's range is imperfect only if it ends at `size`
+ * (RFC 9162 §2.1.3.1: MTH(D[k:n]) at each split whose right part reaches the end), and
+ * its split is then a suffix of the root's.
+ */
+export interface RightEdge {
+  readonly size: number;
+  readonly root: Buffer;
+  readonly folds: ReadonlyMap<number, Buffer>;
+}
+
+export function rightEdge(size: number, lookup: NodeLookup): RightEdge {
+  const plan = rootPlan(size);
+  const folds = new Map<number, Buffer>();
+  let accumulator: Buffer | undefined;
+  for (let i = plan.length - 1; i >= 0; i -= 1) {
+    const ref = plan[i] as NodeRef;
+    const hash = fetchNode(lookup, ref);
+    accumulator = accumulator === undefined ? Buffer.from(hash) : nodeHash(hash, accumulator);
+    folds.set(nodeRange(ref).start, accumulator);
+  }
+  return { size, root: accumulator ?? emptyRoot(), folds };
+}
+
+/**
+ * The proof a plan (inclusionPlan, consistencyPlan) describes: each element folded from
+ * its subtrees. With `edge`, the right edge of the plan's tree (rightEdge, same size),
+ * imperfect elements are taken from it rather than folded again.
+ */
+export function proofFromPlan(plan: readonly (readonly NodeRef[])[], lookup: NodeLookup, edge?: RightEdge): Buffer[] {
+  return plan.map((refs) => {
+    const first = refs[0];
+    const last = refs[refs.length - 1];
+    if (edge !== undefined && refs.length > 1 && first !== undefined && last !== undefined && nodeRange(last).end === edge.size) {
+      const folded = edge.folds.get(nodeRange(first).start);
+      if (folded !== undefined) return Buffer.from(folded);
+    }
+    return foldSubtrees(refs, lookup);
+  });
 }
 
 /** The consistency proof from `oldSize` to `newSize` (RFC 9162 §2.1.4.1). */

@@ -4,6 +4,20 @@
  * once complete), so the cache needs no invalidation, only a bound.
  */
 
+import { nodeKey, type NodeRef } from './merkle.js';
+
+/** Below this index, `index · 64 + level` (level ≤ 53) is an exact, unique number. */
+const NUMERIC_KEY_INDEX_LIMIT = 2 ** 47;
+
+/**
+ * A node's key in a NodeCache: a number where one is exact (every node of a tree below
+ * 2^47 leaves), else `nodeKey`'s string. Numbers hash and compare without building a
+ * string per lookup, and a proof looks up a few dozen nodes.
+ */
+export function nodeCacheKey(ref: NodeRef): number | string {
+  return ref.index < NUMERIC_KEY_INDEX_LIMIT ? ref.index * 64 + ref.level : nodeKey(ref);
+}
+
 /**
  * A map of at most `capacity` node hashes that forgets the oldest first, in O(1): the
  * keys sit in a ring in insertion order. (Evicting through `map.keys().next()` costs

@@ -24,7 +24,7 @@ import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
 import { canonicalJson } from './canonical-json.js';
 import { signCheckpoint, logIdOf, verifyCheckpoint, type LogDigestSigner } from './checkpoint.js';
 import { LogError } from './errors.js';
-import { NodeCache } from './node-cache.js';
+import { NodeCache, nodeCacheKey } from './node-cache.js';
 import {
   consistencyPlan,
   consistencyProof,
@@ -35,12 +35,14 @@ import {
   nodeKey,
   planRefs,
   proofFromPlan,
+  rightEdge,
   rootPlan,
   treeRoot,
   verifyConsistency,
   type NodeLookup,
   type NodePlan,
   type NodeRef,
+  type RightEdge,
 } from './merkle.js';
 import { isStoreError, type StoreError } from '../store/errors.js';
 import type { CheckpointRecord, LogEntryInput, LogEntryRecord, SignetStore, StoreTransaction } from '../store/store.js';
@@ -64,18 +66,6 @@ const NODE_CACHE_ENTRIES = 256;
  * ones would be evicted by the last before any receipt used them.
  */
 const PREFETCHED_PROOFS = NODE_CACHE_ENTRIES / 4;
-
-/** Below this index, `index · 64 + level` (level ≤ 53) is an exact, unique number. */
-const NUMERIC_KEY_INDEX_LIMIT = 2 ** 47;
-
-/**
- * The node cache's key: a number where one is exact (every node of a tree below 2^47
- * leaves), else `nodeKey`'s string. Numbers hash and compare without building a string
- * per lookup, and a proof looks up a few dozen nodes.
- */
-function cacheKeyOf(ref: NodeRef): number | string {
-  return ref.index < NUMERIC_KEY_INDEX_LIMIT ? ref.index * 64 + ref.level : nodeKey(ref);
-}
 
 export interface LogReceipt {
   readonly index: number;
@@ -144,6 +134,12 @@ export class TransparencyLog {
   #round: CheckpointRound | undefined;
   /** Hashes of perfect subtrees read before (immutable once stored). */
   readonly #nodeCache = new NodeCache(NODE_CACHE_ENTRIES);
+  /**
+   * The right edge of the newest tree a round computed the root of: the imperfect
+   * elements of every proof against it (receipts, decision proofs), folded once per
+   * round rather than once per proof.
+   */
+  #edge: RightEdge | undefined;
 
   constructor(options: TransparencyLogOptions) {
     this.origin = options.origin;
@@ -219,7 +215,7 @@ export class TransparencyLog {
     const hash = options.leaf === undefined ? (await this.entry(index)).leafHash : leafHash(options.leaf);
     // The checkpoint was signed over stored entries, so its size exists.
     const plan = inclusionPlan(index, checkpoint.size);
-    const proof = await this.#withNodes([plan], (lookup) => proofFromPlan(plan, lookup));
+    const proof = await this.#withNodes([plan], (lookup) => proofFromPlan(plan, lookup, this.#edgeOf(checkpoint.size)));
     return {
       index,
       leafHash: hash.toString('base64'),
@@ -245,7 +241,7 @@ export class TransparencyLog {
     }
     await this.#assertSizeExists(size);
     const plan = inclusionPlan(index, size);
-    return this.#withNodes([plan], (lookup) => proofFromPlan(plan, lookup));
+    return this.#withNodes([plan], (lookup) => proofFromPlan(plan, lookup, this.#edgeOf(size)));
   }
 
   async consistencyProof(first: number, second: number): Promise<Buffer[]> {
@@ -254,7 +250,7 @@ export class TransparencyLog {
     }
     await this.#assertSizeExists(second);
     const plan = consistencyPlan(first, second);
-    return this.#withNodes([plan], (lookup) => proofFromPlan(plan, lookup));
+    return this.#withNodes([plan], (lookup) => proofFromPlan(plan, lookup, this.#edgeOf(second)));
   }
 
   async root(size: number): Promise<Buffer> {
@@ -262,8 +258,15 @@ export class TransparencyLog {
     if (size === 0) return emptyRoot();
     // Nodes are read only for a tree known to be durable (store.ts, LogRepository.nodes).
     await this.#assertSizeExists(size);
+    const edge = this.#edgeOf(size);
+    if (edge !== undefined) return Buffer.from(edge.root);
     const plan = rootPlan(size);
     return this.#withNodes([plan], (lookup) => foldSubtrees(plan, lookup));
+  }
+
+  /** The right edge of the tree of `size` leaves, if a round computed it. */
+  #edgeOf(size: number): RightEdge | undefined {
+    return this.#edge?.size === size ? this.#edge : undefined;
   }
 
   /**
@@ -358,14 +361,16 @@ export class TransparencyLog {
     // for it: their proofs' nodes come in the same read, so receipts find them cached.
     for (let index = Math.max(prior?.size ?? 0, size - PREFETCHED_PROOFS); index < size; index += 1) plans.push(inclusionPlan(index, size));
     const rootHash = size === 0 ? emptyRoot() : await this.#withNodes(plans, (lookup) => {
-      const root = foldSubtrees(newRootPlan, lookup);
+      const edge = rightEdge(size, lookup);
       if (extension !== undefined) {
         const { from, plan } = extension;
-        if (!verifyConsistency(from.size, size, from.rootHash, root, proofFromPlan(plan, lookup))) {
+        if (!verifyConsistency(from.size, size, from.rootHash, edge.root, proofFromPlan(plan, lookup, edge))) {
           throw new LogError('LOG_INCONSISTENT', `the stored log does not extend checkpoint ${from.size}; refusing to sign`);
         }
       }
-      return root;
+      // Computed from durable nodes, so true of this size whatever becomes of the round.
+      if (this.#edge === undefined || this.#edge.size < size) this.#edge = edge;
+      return edge.root;
     });
     return { head: { size, rootHash }, reuse: undefined };
   }
@@ -434,9 +439,9 @@ export class TransparencyLog {
   async #withNodes<T>(plans: readonly NodePlan[], compute: (lookup: NodeLookup) => T): Promise<T> {
     const refs = planRefs(plans);
     const missing = new Map<string, NodeRef>();
-    for (const ref of refs) if (!this.#nodeCache.has(cacheKeyOf(ref))) missing.set(nodeKey(ref), ref);
+    for (const ref of refs) if (!this.#nodeCache.has(nodeCacheKey(ref))) missing.set(nodeKey(ref), ref);
     const lookupIn = (nodes: { get(key: number | string): Buffer | undefined }): NodeLookup => (ref) => {
-      const hash = nodes.get(cacheKeyOf(ref));
+      const hash = nodes.get(nodeCacheKey(ref));
       if (hash === undefined) throw new LogError('LOG_INCONSISTENT', 'a Merkle node is missing from storage');
       return hash;
     };
@@ -447,14 +452,14 @@ export class TransparencyLog {
     // calls may evict them, and the missing ones are read, each once, in one batch.
     const nodes = new Map<number | string, Buffer>();
     for (const ref of refs) {
-      const cached = this.#nodeCache.get(cacheKeyOf(ref));
-      if (cached !== undefined) nodes.set(cacheKeyOf(ref), cached);
+      const cached = this.#nodeCache.get(nodeCacheKey(ref));
+      if (cached !== undefined) nodes.set(nodeCacheKey(ref), cached);
     }
     const fetched = await this.#store.log.nodes([...missing.values()]);
     for (const [key, ref] of missing) {
       const hash = fetched.get(key);
       if (hash === undefined) continue;
-      nodes.set(cacheKeyOf(ref), hash);
+      nodes.set(nodeCacheKey(ref), hash);
       this.#remember(ref, hash);
     }
     return compute(lookupIn(nodes));
@@ -467,6 +472,6 @@ export class TransparencyLog {
    * against the newest checkpoints share most of their nodes.
    */
   #remember(ref: NodeRef, hash: Buffer): void {
-    this.#nodeCache.set(cacheKeyOf(ref), hash);
+    this.#nodeCache.set(nodeCacheKey(ref), hash);
   }
 }

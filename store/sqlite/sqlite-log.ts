@@ -3,11 +3,13 @@
  * Merkle subtrees, and its signed checkpoints (log/merkle.ts has the tree maths).
  *
  * An append is one synchronous step under the write lock (`atomically`): it reads the
- * size, then writes every entry and every node the entries complete. Nothing can run in
- * between on this connection, and another connection or process waits for the lock, so
- * indexes stay contiguous from 0. Should two writers ever compute the same index all
- * the same, the primary keys refuse the second one (STORE_CONFLICT) rather than let
- * the log fork or skip an index.
+ * size, then writes every entry, each row with the hashes of the perfect subtrees its
+ * leaf completes (`subtree_hashes`, migration 8: node (L, i) is in the row of entry
+ * (i + 1) · 2^L − 1; level 0 is the leaf hash). Nothing can run in between on this
+ * connection, and another connection or process waits for the lock, so indexes stay
+ * contiguous from 0. Should two writers ever compute the same index all the same, the
+ * primary key refuses the second one (STORE_CONFLICT) rather than let the log fork or
+ * skip an index.
  *
  * Reads re-validate what they return (../validation.ts); an entry's leaf hash is
  * recomputed from its leaf, so a leaf changed in place is reported as STORE_CORRUPT
@@ -22,9 +24,17 @@
  *   with STORE_CONFLICT: one signed note per size, never replaced. A caller that
  *   re-signed after losing track of its first attempt reads the stored one back.
  * - `checkpoints(afterSize, limit)` accepts afterSize -1, to include size 0.
+ *
+ * Nodes this connection wrote are kept in a small cache once durable, and served from
+ * it: a signing round asks for the nodes the entries appended since the last round
+ * completed, and an append for the left siblings of the nodes it completes, which are
+ * nearly always among the newest. A node enters the cache only after its write
+ * committed and was fsynced (SqliteAccess.afterDurable): a rolled-back append's nodes
+ * never do, though its indexes are reused by the next append.
  */
 import { StoreError } from '../errors.js';
-import { leafHash, nodeKey, nodesCompletedByAppend, type NodeLookup, type NodeRef } from '../../log/merkle.js';
+import { HASH_SIZE, leafHash, nodeKey, nodesCompletedByAppend, type NodeHash, type NodeLookup, type NodeRef } from '../../log/merkle.js';
+import { NodeCache, nodeCacheKey } from '../../log/node-cache.js';
 import type { CheckpointRecord, LogEntryInput, LogEntryRecord, LogNodeRef, LogRepository } from '../store.js';
 import {
   checkpointFromRow,
@@ -110,8 +120,11 @@ export class SqliteLogRepository implements LogRepository {
 
 const ENTRY_COLUMNS = 'idx, kind, leaf, leaf_hash, integrated_time, linked_idx';
 const CHECKPOINT_COLUMNS = 'size, root_hash, note, created_at';
-/** Parameters: leafEnd(ref), level (the primary key, migration 7). */
-const SELECT_NODE = 'SELECT hash FROM log_nodes WHERE leaf_end = ? AND level = ?';
+/**
+ * The hashes a node can be in: the leaf hash (level 0) and the subtree hashes (levels
+ * ≥ 1) of the entry that completed it (migration 8). Parameter: completedBy(ref).
+ */
+const SELECT_NODE_HASHES = 'SELECT leaf_hash, subtree_hashes FROM log_entries WHERE idx = ?';
 /** Bytes of the leaf hash that log_entries_leaf_hash_bucket indexes. */
 const LEAF_HASH_PREFIX_BYTES = 8;
 /** Entries per bucket of log_entries_leaf_hash_bucket (its first column is idx >> 8). */
@@ -131,17 +144,43 @@ export const LEAF_HASH_LOOKUP_SQL = `
    ORDER BY idx LIMIT 1`;
 
 /**
- * log_nodes' key column: the tree size at which the node's leaves are all present,
- * (index + 1) · 2^level, so nodes are stored in the order appends complete them. Exact:
- * a node of a tree of at most 2^53 leaves ends at or below 2^53.
+ * The entry whose append completed the node: its last leaf, (index + 1) · 2^level − 1.
+ * Exact: a node of a tree of at most 2^53 leaves ends at or below 2^53.
  */
-function leafEnd(ref: NodeRef): number {
-  return (ref.index + 1) * 2 ** ref.level;
+function completedBy(ref: NodeRef): number {
+  return (ref.index + 1) * 2 ** ref.level - 1;
 }
+
+/**
+ * The stored hash of `ref` in the row of the entry that completed it (raw: leaf_hash,
+ * subtree_hashes); undefined if there is no such row, STORE_CORRUPT if the row lacks it
+ * (an entry completes every level up to its trailing one bits, so it must hold it).
+ */
+function nodeHashInRow(ref: NodeRef, row: unknown): Buffer | undefined {
+  if (row === undefined) return undefined;
+  const [leafHashValue, subtreeHashes] = Array.isArray(row) ? (row as unknown[]) : [];
+  if (ref.level === 0) return logNodeHashFromRow(ref, leafHashValue);
+  const end = ref.level * HASH_SIZE;
+  if (!(subtreeHashes instanceof Uint8Array) || subtreeHashes.length < end) {
+    throw new StoreError('STORE_CORRUPT', `log node ${nodeKey(ref)} is missing from the row of entry ${completedBy(ref)}`);
+  }
+  // A copy: a view would keep the whole row's bytes alive in the caches.
+  return Buffer.from(subtreeHashes.subarray(end - HASH_SIZE, end));
+}
+
+/**
+ * Durable nodes kept by a connection: a signing round reads about two per entry
+ * appended since the one before it (a few dozen), plus the path they share to the root;
+ * appends read one left sibling per entry on average, among the newest nodes or on
+ * that path. Once evicted, a node is read from the table again.
+ */
+const DURABLE_NODE_CACHE_ENTRIES = 512;
 
 /** The synchronous SQL behind `LogRepository`; callers provide ordering and error translation. */
 export class SqliteLogOperations {
   readonly #access: SqliteAccess;
+  /** Nodes known durable (see the header): a stored node never changes. */
+  readonly #durableNodes = new NodeCache(DURABLE_NODE_CACHE_ENTRIES);
 
   constructor(access: SqliteAccess) {
     this.#access = access;
@@ -149,13 +188,14 @@ export class SqliteLogOperations {
 
   append(candidate: readonly LogEntryInput[]): AppendResult {
     const entries = requireLogEntryInputs(candidate);
-    return atomically(this.#access, () => {
+    // Every node written or read by this append, cached once the append is durable.
+    const touched: NodeHash[] = [];
+    const result = atomically(this.#access, () => {
       const firstIndex = this.#size();
       requireLinksBefore(entries, firstIndex);
       const insertEntry = this.#access.statement(
-        `INSERT INTO log_entries (${ENTRY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)`,
+        `INSERT INTO log_entries (${ENTRY_COLUMNS}, subtree_hashes) VALUES (?, ?, ?, ?, ?, ?, ?)`,
       );
-      const insertNode = this.#access.statement('INSERT INTO log_nodes (leaf_end, level, idx, hash) VALUES (?, ?, ?, ?)');
       // Left siblings completed earlier in this batch are not read back from the table.
       // The left sibling of a node being completed is always the latest node completed
       // at its level, so one slot per level holds every one this batch can need; older
@@ -163,20 +203,30 @@ export class SqliteLogOperations {
       const latest: ({ readonly index: number; readonly hash: Buffer } | undefined)[] = [];
       const lookup: NodeLookup = (ref) => {
         const slot = latest[ref.level];
-        return slot?.index === ref.index ? slot.hash : this.#requiredNode(ref, firstIndex);
+        if (slot?.index === ref.index) return slot.hash;
+        const hash = this.#requiredNode(ref, firstIndex);
+        touched.push({ ref, hash });
+        return hash;
       };
       for (let position = 0; position < entries.length; position += 1) {
         const entry = entries[position] as LogEntryInput;
         const index = firstIndex + position;
         const hash = leafHash(entry.leaf);
-        insertEntry.run(index, entry.kind, entry.leaf, hash, entry.integratedTime, entry.linkedIndex);
-        for (const node of nodesCompletedByAppend(index, hash, lookup)) {
-          insertNode.run(leafEnd(node.ref), node.ref.level, node.ref.index, node.hash);
+        const completed = nodesCompletedByAppend(index, hash, lookup);
+        // Levels 1 and up, in order (level 0 is the leaf hash): migration 8.
+        const subtreeHashes = completed.length > 1 ? Buffer.concat(completed.slice(1).map((node) => node.hash)) : null;
+        insertEntry.run(index, entry.kind, entry.leaf, hash, entry.integratedTime, entry.linkedIndex, subtreeHashes);
+        for (const node of completed) {
           latest[node.ref.level] = { index: node.ref.index, hash: node.hash };
+          touched.push(node);
         }
       }
       return Object.freeze({ firstIndex, size: firstIndex + entries.length });
     });
+    this.#access.afterDurable(() => {
+      for (const node of touched) this.#durableNodes.set(nodeCacheKey(node.ref), node.hash);
+    });
+    return result;
   }
 
   size(): number {
@@ -221,19 +271,29 @@ export class SqliteLogOperations {
 
   nodes(refsArg: readonly LogNodeRef[]): Map<string, Buffer> {
     const refs = requireNodeRefs(refsArg);
-    // One prepared primary-key lookup per node, all in one read transaction (outside
+    // One prepared primary-key lookup (of the completing entry's row) per node not
+    // cached, all in one read transaction (outside
     // one, each statement would open and close a read transaction of its own, which
     // costs more than the lookup). The connection is in process, so one statement per
     // batch saves no round trip: on a 1,000,000-leaf log this is as fast as a single
     // `(level, idx) IN (VALUES …)` query, which would need a statement per batch size,
     // and faster than json_each; a proof's ~25–45 nodes take about 0.1 ms.
+    const hashes = new Map<string, Buffer>();
+    const unread: LogNodeRef[] = [];
+    for (const ref of refs) {
+      const cached = this.#durableNodes.get(nodeCacheKey(ref));
+      if (cached === undefined) unread.push(ref);
+      else hashes.set(nodeKey(ref), cached);
+    }
+    if (unread.length === 0) return hashes;
     return consistently(this.#access, () => {
-      const select = this.#access.statement(SELECT_NODE).pluck();
-      const hashes = new Map<string, Buffer>();
-      for (const ref of refs) {
-        const value: unknown = select.get(leafEnd(ref), ref.level);
-        if (value === undefined) throw new StoreError('STORE_NOT_FOUND', `log node ${nodeKey(ref)} does not exist`);
-        hashes.set(nodeKey(ref), logNodeHashFromRow(ref, value));
+      const select = this.#access.statement(SELECT_NODE_HASHES).raw();
+      for (const ref of unread) {
+        const hash = nodeHashInRow(ref, select.get(completedBy(ref)));
+        if (hash === undefined) throw new StoreError('STORE_NOT_FOUND', `log node ${nodeKey(ref)} does not exist`);
+        hashes.set(nodeKey(ref), hash);
+        // Callers ask only for nodes of durable trees (store.ts): this one is durable.
+        this.#durableNodes.set(nodeCacheKey(ref), hash);
       }
       return hashes;
     });
@@ -310,10 +370,12 @@ export class SqliteLogOperations {
 
   /** A left sibling an append needs; the tree of `size` leaves must have it. */
   #requiredNode(ref: NodeRef, size: number): Buffer {
-    const value: unknown = this.#access.statement(SELECT_NODE).pluck().get(leafEnd(ref), ref.level);
-    if (value === undefined) {
+    const cached = this.#durableNodes.get(nodeCacheKey(ref));
+    if (cached !== undefined) return cached;
+    const hash = nodeHashInRow(ref, this.#access.statement(SELECT_NODE_HASHES).raw().get(completedBy(ref)));
+    if (hash === undefined) {
       throw new StoreError('STORE_CORRUPT', `log node ${nodeKey(ref)} is missing from the tree of size ${size}`);
     }
-    return logNodeHashFromRow(ref, value);
+    return hash;
   }
 }

@@ -211,11 +211,18 @@ interface TransactionCall extends Settle {
   readonly work: (tx: StoreTransaction) => Promise<unknown>;
 }
 
-type Outcome = { readonly ok: true; readonly value: unknown } | { readonly ok: false; readonly error: unknown };
+/** A call's result; a successful one carries what its writes asked to run once durable (SqliteAccess.afterDurable). */
+type Outcome =
+  | { readonly ok: true; readonly value: unknown; readonly afterDurable: readonly (() => void)[] }
+  | { readonly ok: false; readonly error: unknown };
 
-/** One per `transaction` call; `open` turns false the moment `work` settles. */
+/**
+ * One per `transaction` call; `open` turns false the moment `work` settles.
+ * `afterDurable` collects what its operations ask to run once the transaction is durable.
+ */
 interface TransactionContext {
   open: boolean;
+  readonly afterDurable: (() => void)[];
 }
 
 /** The synchronous operations of every repository, shared by plain calls and transactions. */
@@ -265,11 +272,20 @@ class SqliteStore implements SignetStore {
   #groupQueued = false;
   /** The timer that flushes deferred calls if no other call does first. */
   #deferredFlush: NodeJS.Timeout | undefined;
+  /**
+   * Where SqliteAccess.afterDurable puts callbacks: the list of the write running now
+   * (set only while one of its synchronous operations runs), else undefined.
+   */
+  #afterDurable: (() => void)[] | undefined;
 
   constructor(db: Database.Database, wal: WalSync | undefined) {
     this.#db = db;
     this.#wal = wal;
-    const access: SqliteAccess = { db, statement: (sql) => this.#statement(sql) };
+    const access: SqliteAccess = {
+      db,
+      statement: (sql) => this.#statement(sql),
+      afterDurable: (callback) => this.#afterDurable?.push(callback),
+    };
     this.#operations = Object.freeze({
       keys: new SqliteKeyOperations(access),
       tokenUses: new SqliteTokenUseOperations(access),
@@ -478,7 +494,8 @@ class SqliteStore implements SignetStore {
       const [call] = group as [PlainCall];
       let outcome: Outcome;
       try {
-        outcome = { ok: true, value: call.operation() };
+        const afterDurable: (() => void)[] = [];
+        outcome = { ok: true, value: this.#tracked(afterDurable, call.operation), afterDurable };
       } catch (error) {
         outcome = { ok: false, error: translateSqliteError(error, call.what) };
       }
@@ -529,11 +546,25 @@ class SqliteStore implements SignetStore {
     } catch (error) {
       failure = error;
     }
+    if (failure === null) {
+      for (const outcome of outcomes) if (outcome.ok) for (const callback of outcome.afterDurable) runQuietly(callback);
+    }
     group.forEach((call, index) => {
       const outcome = outcomes[index];
       if (outcome?.ok === true && failure === null) call.resolve(outcome.value);
       else call.reject(outcome?.ok === false ? outcome.error : failure);
     });
+  }
+
+  /** Runs a write's synchronous `operation` with SqliteAccess.afterDurable collecting into `afterDurable`. */
+  #tracked<T>(afterDurable: (() => void)[], operation: () => T): T {
+    const outer = this.#afterDurable;
+    this.#afterDurable = afterDurable;
+    try {
+      return operation();
+    } finally {
+      this.#afterDurable = outer;
+    }
   }
 
   /** One plain call of a group, in its own SAVEPOINT so that its failure undoes only its own writes. */
@@ -543,9 +574,10 @@ class SqliteStore implements SignetStore {
     if (!this.#db.inTransaction) return { ok: false, error: abortedBefore(what) };
     try {
       this.#statement('SAVEPOINT signet_call').run();
-      const value = operation();
+      const afterDurable: (() => void)[] = [];
+      const value = this.#tracked(afterDurable, operation);
       this.#statement('RELEASE signet_call').run();
-      return { ok: true, value };
+      return { ok: true, value, afterDurable };
     } catch (error) {
       this.#rollbackToSavepoint();
       return { ok: false, error: translateSqliteError(error, what) };
@@ -560,7 +592,7 @@ class SqliteStore implements SignetStore {
     } catch (error) {
       return { ok: false, error: translateSqliteError(error, call.what) };
     }
-    const context: TransactionContext = { open: true };
+    const context: TransactionContext = { open: true, afterDurable: [] };
     const tx = repositories(this.#operations, (what, operation) => this.#inTransaction(context, what, operation));
     try {
       const value = await this.#transactionContext.run(context, () => call.work(tx));
@@ -569,7 +601,7 @@ class SqliteStore implements SignetStore {
       // whole transaction: then nothing of it can be committed.
       if (!this.#transactionStillOpen()) return { ok: false, error: abortedBefore('committing a transaction') };
       this.#statement('RELEASE signet_call').run();
-      return { ok: true, value };
+      return { ok: true, value, afterDurable: context.afterDurable };
     } catch (error) {
       context.open = false;
       this.#rollbackToSavepoint();
@@ -630,7 +662,7 @@ class SqliteStore implements SignetStore {
     // half of it, so every later call in it fails instead.
     if (!this.#db.inTransaction) throw abortedBefore(what);
     try {
-      return operation();
+      return this.#tracked(context.afterDurable, operation);
     } catch (error) {
       throw translateSqliteError(error, what);
     }
@@ -748,6 +780,15 @@ class SqliteStore implements SignetStore {
         { cause: error },
       );
     }
+  }
+}
+
+/** An afterDurable callback only fills a cache: its failure must not fail the writes it follows. */
+function runQuietly(callback: () => void): void {
+  try {
+    callback();
+  } catch {
+    // A cache left unfilled costs a read later, nothing else.
   }
 }
 

@@ -32,6 +32,14 @@ export interface SqliteAccess {
   readonly db: Database.Database;
   /** A prepared statement for `sql`, prepared once per connection. */
   statement(sql: string): Database.Statement;
+  /**
+   * Runs `callback` once the write running now is durable (its group committed and the
+   * WAL fsynced), and never if that write is rolled back or its commit or fsync fails.
+   * Outside a write the store tracks (reads, migrations, exclusive calls) the callback
+   * is dropped. For caches of rows that never change once durable: a row seen only by
+   * an uncommitted write may yet be rolled back and its key reused.
+   */
+  afterDurable(callback: () => void): void;
 }
 
 /**

@@ -20,6 +20,8 @@ import {
   nodesCompletedByAppend,
   nodesNeeded,
   perfectSubtrees,
+  proofFromPlan,
+  rightEdge,
   rootFromInclusionProof,
   rootPlan,
   treeRoot,
@@ -281,6 +283,40 @@ describe('proofs and verification agree with the recursive reference', () => {
       ),
       { numRuns: 400 },
     );
+  });
+});
+
+describe('right edge', () => {
+  const store = new GrowingStore();
+  for (const leaf of makeLeaves(200)) store.append(leaf);
+  const lookup = store.lookup;
+
+  it('gives the root and, taken for the imperfect elements, the same proofs as folding them, for every tree up to 200 leaves', () => {
+    let cases = 0;
+    for (let size = 1; size <= 200; size += 1) {
+      const edge = rightEdge(size, lookup);
+      expect(edge.root).toEqual(treeRoot(size, lookup));
+      // An edge of another size is never taken: a multi-node element ends at its own tree's size.
+      const other = rightEdge(size === 1 ? 2 : size - 1, lookup);
+      for (let index = 0; index < size; index += 1) {
+        const expected = inclusionProof(index, size, lookup);
+        expect(proofFromPlan(inclusionPlan(index, size), lookup, edge)).toEqual(expected);
+        expect(proofFromPlan(inclusionPlan(index, size), lookup, other)).toEqual(expected);
+        cases += 1;
+      }
+      for (let oldSize = 1; oldSize <= size; oldSize += 1) {
+        expect(proofFromPlan(consistencyPlan(oldSize, size), lookup, edge)).toEqual(consistencyProof(oldSize, size, lookup));
+        cases += 1;
+      }
+    }
+    expect(cases).toBe(2 * (200 * 201) / 2);
+  });
+
+  it('hands out copies: changing a proof element leaves the edge as it was', () => {
+    const edge = rightEdge(7, lookup);
+    const [element] = proofFromPlan(inclusionPlan(0, 7), lookup, edge).slice(-1);
+    element!.fill(0);
+    expect(proofFromPlan(inclusionPlan(0, 7), lookup, edge)).toEqual(inclusionProof(0, 7, lookup));
   });
 });
 

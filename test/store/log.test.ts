@@ -62,10 +62,26 @@ describeStore('log', (t) => {
     };
   }
 
-  /** Every row of log_nodes, keyed `level:index`, read outside the store. */
+  /**
+   * Every stored node, keyed `level:index`, read outside the store: PostgreSQL's
+   * log_nodes rows; on SQLite each entry's leaf hash (level 0) and the subtree hashes its
+   * row holds, level 1 first (migration 8).
+   */
   async function storedNodes(): Promise<Map<string, Buffer>> {
-    const rows = (await t.db.raw.query('SELECT level, idx, hash FROM log_nodes')) as { level: number; idx: number; hash: Buffer }[];
-    return new Map(rows.map((row) => [`${row.level}:${row.idx}`, row.hash]));
+    if (t.backend === 'postgres') {
+      const rows = (await t.db.raw.query('SELECT level, idx, hash FROM log_nodes')) as { level: number; idx: number; hash: Buffer }[];
+      return new Map(rows.map((row) => [`${row.level}:${row.idx}`, row.hash]));
+    }
+    const rows = (await t.db.raw.query('SELECT idx, leaf_hash, subtree_hashes FROM log_entries')) as { idx: number; leaf_hash: Buffer; subtree_hashes: Buffer | null }[];
+    const nodes = new Map<string, Buffer>();
+    for (const row of rows) {
+      nodes.set(`0:${row.idx}`, row.leaf_hash);
+      const subtrees = row.subtree_hashes ?? Buffer.alloc(0);
+      for (let level = 1; level * 32 <= subtrees.length; level += 1) {
+        nodes.set(`${level}:${(row.idx + 1) / 2 ** level - 1}`, subtrees.subarray((level - 1) * 32, level * 32));
+      }
+    }
+    return nodes;
   }
 
   /**
@@ -432,21 +448,28 @@ describeStore('log', (t) => {
       await t.db.raw.execUnchecked("UPDATE log_entries SET kind = 'Bad Kind' WHERE idx = 0");
       await t.db.raw.execUnchecked('UPDATE log_entries SET leaf_hash = ? WHERE idx = 2', [Buffer.alloc(31)]);
       await t.db.raw.execUnchecked('UPDATE log_entries SET linked_idx = 3 WHERE idx = 3');
-      await t.db.raw.execUnchecked('UPDATE log_nodes SET hash = ? WHERE level = 0 AND idx = 4', [Buffer.alloc(33)]);
+      // A level-0 node is the entry's leaf hash on SQLite (migration 8); PostgreSQL stores it apart.
+      if (t.backend === 'sqlite') await t.db.raw.execUnchecked('UPDATE log_entries SET leaf_hash = ? WHERE idx = 4', [Buffer.alloc(33)]);
+      else await t.db.raw.execUnchecked('UPDATE log_nodes SET hash = ? WHERE level = 0 AND idx = 4', [Buffer.alloc(33)]);
       for (const index of [0, 2, 3]) await expect(t.store.log.entry(index)).rejects.toMatchObject({ code: 'STORE_CORRUPT' });
       // Read by a store that did not write it (another process or replica): the one that
-      // wrote a node may answer with what it committed (postgres-log.ts, CommittedNodes).
+      // wrote a node may answer with what it committed (postgres-log.ts CommittedLog,
+      // sqlite-log.ts's durable nodes).
       const reader = await t.db.open();
       await expect(reader.log.nodes([{ level: 0, index: 4 }])).rejects.toMatchObject({ code: 'STORE_CORRUPT' });
       // The damaged node is the left sibling the next append needs.
-      await expect(t.store.log.append([input('next')])).rejects.toMatchObject({ code: 'STORE_CORRUPT' });
+      await expect(reader.log.append([input('next')])).rejects.toMatchObject({ code: 'STORE_CORRUPT' });
       expect(await t.store.log.size()).toBe(5);
     });
 
     it('reports a missing node an append needs, and a hole in a range, as STORE_CORRUPT', async () => {
-      await t.db.raw.query('DELETE FROM log_nodes WHERE level = 2 AND idx = 0');
+      // On SQLite node 2:0 is the second subtree hash of entry 3, which completed it.
+      if (t.backend === 'sqlite') await t.db.raw.query('UPDATE log_entries SET subtree_hashes = substr(subtree_hashes, 1, 32) WHERE idx = 3');
+      else await t.db.raw.query('DELETE FROM log_nodes WHERE level = 2 AND idx = 0');
       // Leaves 5 and 6 need nothing missing; leaf 7 completes 1:3, whose parent needs 2:0.
-      await expect(t.store.log.append(inputs('more', 3))).rejects.toMatchObject({
+      // Appended by a store that did not write 2:0 (the one that did may know it still).
+      const appender = await t.db.open();
+      await expect(appender.log.append(inputs('more', 3))).rejects.toMatchObject({
         code: 'STORE_CORRUPT',
         message: expect.stringContaining('2:0'),
       });
@@ -460,10 +483,11 @@ describeStore('log', (t) => {
       expect(await t.store.log.entries(3, 10)).toHaveLength(2);
     });
 
-    it('refuses an append that would overwrite a stray node (STORE_CONFLICT), without leaving a gap', async () => {
-      // SQLite keys nodes by leaf_end, the size at which they complete (migration 7).
-      if (t.backend === 'sqlite') await t.db.raw.query('INSERT INTO log_nodes (leaf_end, level, idx, hash) VALUES (6, 0, 5, ?)', [Buffer.alloc(32)]);
-      else await t.db.raw.query('INSERT INTO log_nodes (level, idx, hash) VALUES (0, 5, ?)', [Buffer.alloc(32)]);
+    // SQLite keeps nodes in the row of the entry that completes them (migration 8): no
+    // node can be stored before its entry, and an index two writers both took is
+    // refused by the entries' own primary key.
+    it.runIf(t.backend === 'postgres')('refuses an append that would overwrite a stray node (STORE_CONFLICT), without leaving a gap', async () => {
+      await t.db.raw.query('INSERT INTO log_nodes (level, idx, hash) VALUES (0, 5, ?)', [Buffer.alloc(32)]);
       await expect(t.store.log.append([input('blocked')])).rejects.toMatchObject({ code: 'STORE_CONFLICT' });
       expect(await t.store.log.size()).toBe(5);
       await t.db.raw.query('DELETE FROM log_nodes WHERE level = 0 AND idx = 5');

@@ -148,7 +148,8 @@ describeDatabase('migrate', (t) => {
       { type: 'table', name: 'log_entries' },
       // SQLite's is keyed by entry bucket first (migration 7); PostgreSQL's by prefix.
       { type: 'index', name: t.db.backend === 'sqlite' ? 'log_entries_leaf_hash_bucket' : 'log_entries_leaf_hash_prefix' },
-      { type: 'table', name: 'log_nodes' },
+      // SQLite keeps nodes in log_entries rows (migration 8).
+      ...(t.db.backend === 'sqlite' ? [] : [{ type: 'table', name: 'log_nodes' }]),
       { type: 'table', name: 'officers' },
       { type: 'table', name: 'proposal_approvals' },
       { type: 'table', name: 'proposals' },
@@ -196,11 +197,8 @@ describeDatabase('migrate', (t) => {
         'INSERT INTO log_entries (idx, kind, leaf, leaf_hash, integrated_time, linked_idx) VALUES (?, ?, ?, ?, 0, ?)',
         [idx, kind, leaf, leafHash, linked],
       );
-    // SQLite keys nodes by leaf_end, the size at which they complete (migration 7).
-    const insertNode = (level: number, idx: number, nodeHash: Buffer, leafEnd = (idx + 1) * 2 ** level): Promise<unknown> =>
-      t.db.backend === 'sqlite'
-        ? t.db.raw.query('INSERT INTO log_nodes (leaf_end, level, idx, hash) VALUES (?, ?, ?, ?)', [leafEnd, level, idx, nodeHash])
-        : t.db.raw.query('INSERT INTO log_nodes (level, idx, hash) VALUES (?, ?, ?)', [level, idx, nodeHash]);
+    const insertNode = (level: number, idx: number, nodeHash: Buffer): Promise<unknown> =>
+      t.db.raw.query('INSERT INTO log_nodes (level, idx, hash) VALUES (?, ?, ?)', [level, idx, nodeHash]);
     const { check, unique, foreignKey } = t.db.violations;
     const leaf = Buffer.from('leaf');
     for (const kind of ['', 'Upper', 'a b', 'x'.repeat(65)]) await expect(insertEntry(0, kind, leaf, hash, null), kind).rejects.toThrow(check);
@@ -212,11 +210,18 @@ describeDatabase('migrate', (t) => {
     await expect(insertEntry(5, 'k', leaf, hash, 3)).rejects.toThrow(foreignKey);
     await insertEntry(1, 'k', leaf, hash, 0);
     await expect(insertEntry(1, 'k', leaf, hash, null)).rejects.toThrow(unique);
-    await expect(insertNode(0, 0, Buffer.alloc(33))).rejects.toThrow(check);
-    await expect(insertNode(54, 0, hash)).rejects.toThrow(check);
-    if (t.db.backend === 'sqlite') await expect(insertNode(1, 2, hash, 4)).rejects.toThrow(check);
-    await insertNode(0, 0, hash);
-    await expect(insertNode(0, 0, hash)).rejects.toThrow(unique);
+    if (t.db.backend === 'sqlite') {
+      // Subtree hashes, in the row of the entry that completes them (migration 8): whole 32-byte hashes, at least one.
+      for (const bad of [Buffer.alloc(0), Buffer.alloc(31), Buffer.alloc(33), Buffer.alloc(54 * 32)]) {
+        await expect(t.db.raw.query('UPDATE log_entries SET subtree_hashes = ? WHERE idx = 1', [bad]), String(bad.length)).rejects.toThrow(check);
+      }
+      await t.db.raw.query('UPDATE log_entries SET subtree_hashes = ? WHERE idx = 1', [hash]);
+    } else {
+      await expect(insertNode(0, 0, Buffer.alloc(33))).rejects.toThrow(check);
+      await expect(insertNode(54, 0, hash)).rejects.toThrow(check);
+      await insertNode(0, 0, hash);
+      await expect(insertNode(0, 0, hash)).rejects.toThrow(unique);
+    }
     await expect(
       t.db.raw.query("INSERT INTO log_checkpoints (size, root_hash, note, created_at) VALUES (1, ?, 'n', 't')", [Buffer.alloc(31)]),
     ).rejects.toThrow(check);
@@ -284,6 +289,27 @@ describeDatabase('migrate', (t) => {
     await expect(store.log.append([{ kind: 'signet.decision/v1', leaf: next, integratedTime: 1, linkedIndex: null }])).resolves.toEqual({ firstIndex: 37, size: 38 });
     const grown = new ReferenceTree([...leaves, next]);
     expect((await store.log.nodes([{ level: 1, index: 18 }])).get('1:18')).toEqual(grown.mth(36, 38));
+    await store.close();
+  });
+
+  it.runIf(t.backend === 'sqlite')('refuses to move a version-7 log whose nodes have a gap in their levels (migration 8)', async () => {
+    for (const migration of MIGRATIONS.slice(0, 7)) await applyByHand(t.db, migration);
+    const leaves = Array.from({ length: 8 }, (_, i) => Buffer.from(`leaf ${i}`));
+    const tree = new ReferenceTree(leaves);
+    for (const [index, leaf] of leaves.entries()) {
+      await t.db.raw.query('INSERT INTO log_entries (idx, kind, leaf, leaf_hash, integrated_time, linked_idx) VALUES (?, ?, ?, ?, 1, NULL)', [index, 'signet.decision/v1', leaf, tree.mth(index, index + 1)]);
+    }
+    for (const [key, hash] of tree.perfectSubtrees()) {
+      const [level = -1, index = -1] = key.split(':').map(Number);
+      // Entry 7 completes 1:3, 2:1 and 3:0; 2:1 is lost.
+      if (level === 2 && index === 1) continue;
+      await t.db.raw.query('INSERT INTO log_nodes (leaf_end, level, idx, hash) VALUES (?, ?, ?, ?)', [(index + 1) * 2 ** level, level, index, hash]);
+    }
+    const store = t.db.openUnmigrated();
+    await expect(store.migrate()).rejects.toMatchObject({ code: 'STORE_MIGRATION_FAILED' });
+    // Rolled back: still version 7, nodes where they were.
+    expect(await store.schemaVersion()).toBe(7);
+    expect(await t.db.raw.query('SELECT count(*) AS n FROM log_nodes')).toEqual([{ n: 14 }]);
     await store.close();
   });
 
