@@ -190,7 +190,7 @@ export class SqliteLogOperations {
     const entries = requireLogEntryInputs(candidate);
     // Every node written or read by this append, cached once the append is durable.
     const touched: NodeHash[] = [];
-    const result = atomically(this.#access, () => {
+    const write = (): AppendResult => {
       const firstIndex = this.#size();
       requireLinksBefore(entries, firstIndex);
       const insertEntry = this.#access.statement(
@@ -222,7 +222,12 @@ export class SqliteLogOperations {
         }
       }
       return Object.freeze({ firstIndex, size: firstIndex + entries.length });
-    });
+    };
+    // One entry inside a transaction (the signing path's appends): the transaction holds
+    // the write lock already (the store begins IMMEDIATE), and the append's only write
+    // is its last statement, atomic by itself, so a savepoint would add two statements
+    // and protect nothing.
+    const result = entries.length === 1 && this.#access.db.inTransaction ? write() : atomically(this.#access, write);
     this.#access.afterDurable(() => {
       for (const node of touched) this.#durableNodes.set(nodeCacheKey(node.ref), node.hash);
     });

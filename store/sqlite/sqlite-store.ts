@@ -5,7 +5,10 @@
  * cache depend on that): the connection runs `synchronous=NORMAL` and the store fsyncs
  * the WAL after each commit on libuv's thread pool (wal-sync.ts), holding every other
  * call until it returns, so the event loop serves requests during the fsync and no call
- * sees a write that is not yet durable. The file is created owner-only.
+ * sees a write that is not yet durable. WAL checkpoints (copying the WAL back into the
+ * database file, with its fsyncs) run on a worker thread with a connection of its own
+ * (wal-checkpointer.ts), not inside a COMMIT on the event loop. The file is created
+ * owner-only.
  *
  * Concurrency: better-sqlite3 is synchronous and the connection is shared by the whole
  * process, while `transaction(work)` runs asynchronous work between BEGIN and COMMIT.
@@ -38,6 +41,7 @@ import { dirname, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import { StoreError, translateSqliteError } from '../errors.js';
 import { LATEST_SCHEMA_VERSION, MIGRATIONS, type Migration } from '../migrations.js';
+import { WalCheckpointer } from './wal-checkpointer.js';
 import { WalSync } from './wal-sync.js';
 import type {
   CertificateRepository,
@@ -74,6 +78,12 @@ export interface SqliteStoreOptions {
    * The file must exist and already be in WAL mode.
    */
   readonly readonly?: boolean;
+  /**
+   * Checkpoint the WAL on a worker thread (wal-checkpointer.ts) instead of inside
+   * COMMITs on the event loop. Default true; ignored for a read-only store, which
+   * never checkpoints.
+   */
+  readonly backgroundCheckpoints?: boolean;
 }
 
 export const DEFAULT_BUSY_TIMEOUT_MS = 5_000;
@@ -82,7 +92,7 @@ const MAX_BUSY_TIMEOUT_MS = 0x7fff_ffff;
 
 /** Synchronous: everything it does is local file work. Throws StoreError, or TypeError for bad options. */
 export function openSqliteStore(options: SqliteStoreOptions): SignetStore {
-  const { path, busyTimeoutMs, readonly } = checkOptions(options);
+  const { path, busyTimeoutMs, readonly, backgroundCheckpoints } = checkOptions(options);
   requireDirectory(path);
   if (!readonly) createOwnerOnlyFile(path);
 
@@ -98,12 +108,12 @@ export function openSqliteStore(options: SqliteStoreOptions): SignetStore {
     db.close();
     throw asUnavailable(translateSqliteError(error, `configuring ${path}`), `cannot configure the storage file ${path}`);
   }
-  return new SqliteStore(db, readonly ? undefined : new WalSync(path));
+  return new SqliteStore(db, readonly ? undefined : new WalSync(path), readonly || !backgroundCheckpoints ? undefined : path);
 }
 
-function checkOptions(options: SqliteStoreOptions): { path: string; busyTimeoutMs: number; readonly: boolean } {
+function checkOptions(options: SqliteStoreOptions): { path: string; busyTimeoutMs: number; readonly: boolean; backgroundCheckpoints: boolean } {
   const problems: string[] = [];
-  const { path, busyTimeoutMs = DEFAULT_BUSY_TIMEOUT_MS, readonly = false } = options;
+  const { path, busyTimeoutMs = DEFAULT_BUSY_TIMEOUT_MS, readonly = false, backgroundCheckpoints = true } = options;
   // An in-memory database would silently lose the log and the key states on restart.
   if (typeof path !== 'string' || path.trim() === '' || path === ':memory:' || path.includes('\0')) {
     problems.push('path must name a database file');
@@ -112,8 +122,9 @@ function checkOptions(options: SqliteStoreOptions): { path: string; busyTimeoutM
     problems.push(`busyTimeoutMs must be an integer from 0 to ${MAX_BUSY_TIMEOUT_MS}`);
   }
   if (typeof readonly !== 'boolean') problems.push('readonly must be a boolean');
+  if (typeof backgroundCheckpoints !== 'boolean') problems.push('backgroundCheckpoints must be a boolean');
   if (problems.length > 0) throw new TypeError(`invalid SQLite store options: ${problems.join('; ')}`);
-  return { path: resolve(path), busyTimeoutMs, readonly };
+  return { path: resolve(path), busyTimeoutMs, readonly, backgroundCheckpoints };
 }
 
 function requireDirectory(path: string): void {
@@ -260,6 +271,8 @@ class SqliteStore implements SignetStore {
   readonly #db: Database.Database;
   /** Undefined for a read-only store. */
   readonly #wal: WalSync | undefined;
+  /** Undefined when the connection checkpoints by itself (read-only, or background checkpoints off or failed to start). */
+  readonly #checkpointer: WalCheckpointer | undefined;
   readonly #statements = new Map<string, Database.Statement>();
   readonly #queue = new SerialQueue();
   readonly #transactionContext = new AsyncLocalStorage<TransactionContext>();
@@ -278,9 +291,11 @@ class SqliteStore implements SignetStore {
    */
   #afterDurable: (() => void)[] | undefined;
 
-  constructor(db: Database.Database, wal: WalSync | undefined) {
+  /** `checkpointPath`: the file to checkpoint on a worker thread, if the store does (SqliteStoreOptions.backgroundCheckpoints). */
+  constructor(db: Database.Database, wal: WalSync | undefined, checkpointPath: string | undefined) {
     this.#db = db;
     this.#wal = wal;
+    if (checkpointPath !== undefined) this.#checkpointer = this.#startCheckpointer(checkpointPath);
     const access: SqliteAccess = {
       db,
       statement: (sql) => this.#statement(sql),
@@ -352,7 +367,10 @@ class SqliteStore implements SignetStore {
     this.#refuseInsideTransaction('close');
     // Queued calls made before close() still run; calls made after it fail at once.
     if (this.#closed === null) this.#flushGroup();
-    this.#closed ??= this.#queue.run(() => {
+    this.#closed ??= this.#queue.run(async () => {
+      // The thread's connection first: the store's is then the last one, whose close
+      // checkpoints the WAL and removes it (with the syncs its synchronous=NORMAL makes).
+      await this.#checkpointer?.stop();
       this.#statements.clear();
       if (this.#db.open) this.#db.close();
       this.#wal?.close();
@@ -671,6 +689,31 @@ class SqliteStore implements SignetStore {
   #refuseInsideTransaction(what: string): void {
     if (this.#transactionContext.getStore()?.open === true) {
       throw new TypeError(`store used directly inside transaction() (${what}); use the transaction handle instead`);
+    }
+  }
+
+  /**
+   * Moves WAL checkpoints to a worker thread (wal-checkpointer.ts): this connection stops
+   * checkpointing inside COMMITs, and starts again by itself if the thread fails.
+   */
+  #startCheckpointer(path: string): WalCheckpointer | undefined {
+    const automatic: unknown = this.#db.pragma('wal_autocheckpoint', { simple: true });
+    try {
+      const checkpointer = new WalCheckpointer({
+        path,
+        onFailure: () => {
+          if (this.#db.open) this.#db.pragma(`wal_autocheckpoint = ${String(automatic)}`);
+        },
+        // A turn of the queue, like a group's fsync: no write runs until it resolves.
+        holdWrites: (task) => {
+          if (this.#closed === null) void this.#queue.run(task);
+        },
+      });
+      this.#db.pragma('wal_autocheckpoint = 0');
+      return checkpointer;
+    } catch {
+      // No thread (resource limits): SQLite's own checkpoints, as before.
+      return undefined;
     }
   }
 

@@ -7,7 +7,9 @@
  * (not even a read), until it has returned. That is the guarantee of
  * `synchronous=FULL`, which fsyncs the WAL at every commit: with NORMAL, SQLite itself
  * still syncs the WAL before each checkpoint, the database after it, and the WAL header
- * when the file is reused (https://www.sqlite.org/pragma.html#pragma_synchronous). What
+ * when the file is reused (https://www.sqlite.org/pragma.html#pragma_synchronous; the
+ * checkpoints run on a connection of their own, wal-checkpointer.ts, whose
+ * `synchronous=FULL` makes the same syncs). What
  * changes is where the wait happens: FULL blocks the event loop for every fsync, here
  * TLS, token checks and HSM answers go on meanwhile.
  *
