@@ -84,8 +84,6 @@ function codeOf(error) {
 
 /** @param {unknown} error */
 function fail(error) {
-  if (timer !== undefined) clearTimeout(timer);
-  timer = undefined;
   post({ type: 'failed', code: codeOf(error) });
   stop();
 }

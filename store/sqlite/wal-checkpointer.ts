@@ -6,10 +6,10 @@
  *
  * The writer starts the WAL again from its beginning only when everything in it has
  * been copied as its write transaction begins; under steady load that rarely happens by
- * chance, and the WAL would grow (and reads slow down with it). So when a run leaves
- * frames behind, the checkpointer asks the store to hold its writes (`holdWrites`, one
- * turn of the store's queue: the event loop runs on) while the thread copies what is
- * left, at most CATCH_UP_TIMEOUT_MS.
+ * chance, and the WAL would grow (and reads slow down with it). So after a run that
+ * found new frames, the checkpointer asks the store to hold its writes (`holdWrites`,
+ * one turn of the store's queue: the event loop runs on) while the thread copies what
+ * is left, at most CATCH_UP_TIMEOUT_MS.
  *
  * Fail safe: if the thread cannot start, reports a failed checkpoint or stops for any
  * other reason, `onFailure` runs once, and the store turns SQLite's own checkpoints back
