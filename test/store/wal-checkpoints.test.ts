@@ -105,6 +105,38 @@ describe('WalCheckpointer', () => {
     expect(failures).toEqual(['SQLITE_CANTOPEN']);
   });
 
+  it('gives the checkpoints back (CATCH_UP_TIMEOUT) once catch-ups time out three times in a row, and ends its thread', async () => {
+    const opened = openSqliteStore({ path: temp.dbPath, backgroundCheckpoints: false });
+    store = opened;
+    await opened.migrate();
+    const failures: string[] = [];
+    let holds = 0;
+    // A catch-up timeout of 0 ms stands for a disk whose fsyncs outlast every hold.
+    const checkpointer = new WalCheckpointer({
+      path: temp.dbPath,
+      onFailure: (code) => failures.push(code),
+      holdWrites: (task) => {
+        holds += 1;
+        void task();
+      },
+      intervalMs: 10,
+      catchUpTimeoutMs: 0,
+    });
+    // Writes until the checkpointer gives up (each run that finds new frames asks for a hold).
+    const deadline = Date.now() + 10_000;
+    while (failures.length === 0 && Date.now() < deadline) await appendFor(opened, 50, 2);
+    expect(failures).toEqual(['CATCH_UP_TIMEOUT']);
+    // At least three holds; more if the thread answered one before its timeout.
+    expect(holds).toBeGreaterThanOrEqual(3);
+    expect(checkpointer.running).toBe(false);
+    const holdsAtFailure = holds;
+    await appendFor(opened, 100, 2);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(holds).toBe(holdsAtFailure);
+    await checkpointer.stop();
+    expect(failures).toEqual(['CATCH_UP_TIMEOUT']);
+  });
+
   it('does not report a failure when stopped', async () => {
     const opened = openSqliteStore({ path: temp.dbPath, backgroundCheckpoints: false });
     store = opened;
