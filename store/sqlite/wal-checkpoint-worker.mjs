@@ -28,10 +28,10 @@
  * (a turn of its queue, as for an fsync: the event loop runs on) and posts 'catch-up',
  * and this thread copies the few frames left and posts 'caught-up'.
  *
- * Messages: the main thread posts 'stop' and 'catch-up'; this thread posts 'ready' once
- * its connection is open, 'behind' and 'caught-up' (above), and 'failed' (with the
- * SQLite error code, never a path or SQL) if opening or a checkpoint fails, and then
- * ends: the store goes back to SQLite's own checkpoints.
+ * Messages: the main thread posts 'stop' and 'catch-up'; this thread posts 'behind' and
+ * 'caught-up' (above), and 'failed' (with the SQLite error code, never a path or SQL) if
+ * opening or a checkpoint fails, and then ends: the store goes back to SQLite's own
+ * checkpoints.
  */
 import { clearTimeout, setTimeout } from 'node:timers';
 import { parentPort, workerData } from 'node:worker_threads';
@@ -44,7 +44,7 @@ import Database from 'better-sqlite3';
  */
 
 /**
- * @typedef {{ readonly type: 'ready' | 'behind' | 'caught-up' } | { readonly type: 'failed'; readonly code: string }} CheckpointWorkerMessage
+ * @typedef {{ readonly type: 'behind' | 'caught-up' } | { readonly type: 'failed'; readonly code: string }} CheckpointWorkerMessage
  * @typedef {'stop' | 'catch-up'} CheckpointWorkerRequest
  */
 
@@ -157,7 +157,6 @@ try {
       fail(error);
     }
   });
-  post({ type: 'ready' });
 } catch (error) {
   fail(error);
 }

@@ -72,8 +72,6 @@ export class WalCheckpointer {
     this.#thread.unref();
     this.#thread.on('message', (message: CheckpointWorkerMessage) => {
       switch (message.type) {
-        case 'ready':
-          return;
         case 'behind':
           if (this.#holding || !this.running) return;
           this.#holding = true;
