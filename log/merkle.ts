@@ -15,7 +15,7 @@
  * operators truncate to 32 bits, so bit arithmetic here uses division and remainder, which
  * are exact on every integer in that range.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 
 /** Bytes of every hash in the tree (SHA-256). */
 export const HASH_SIZE = 32;
@@ -34,9 +34,10 @@ const MAX_PROOF_LENGTH = 64;
 
 // RFC 9162 §2.1.1: the 0x00 / 0x01 prefixes separate leaf hashes from node hashes, which
 // is what gives second-preimage resistance (a node can't be passed off as a leaf).
-const LEAF_PREFIX = Buffer.from([0x00]);
-const NODE_PREFIX = Buffer.from([0x01]);
-const EMPTY_ROOT = createHash('sha256').digest();
+const LEAF_PREFIX_BYTE = 0x00;
+const NODE_PREFIX_BYTE = 0x01;
+const EMPTY_INPUT = new Uint8Array(0);
+const EMPTY_ROOT = hash('sha256', EMPTY_INPUT, 'buffer');
 
 /** A stored perfect subtree: the hash of leaves [index·2^level, (index+1)·2^level). */
 export interface NodeRef {
@@ -62,14 +63,28 @@ export type NodePlan = readonly NodeRef[] | readonly (readonly NodeRef[])[];
 // ---------------------------------------------------------------------------------------
 // Hashing (RFC 9162 §2.1.1)
 
+// One-shot `hash` over the concatenated input rather than a Hash object per call: the
+// object's set-up cost more than hashing 65 bytes (about 0.5–0.9 µs of 1.6–2.6 µs per
+// node hash measured here), and the signing path hashes a few dozen nodes per request.
+
 /** MTH({d}) = HASH(0x00 ‖ d). */
 export function leafHash(leaf: Uint8Array): Buffer {
-  return createHash('sha256').update(LEAF_PREFIX).update(leaf).digest();
+  return prefixedHash(LEAF_PREFIX_BYTE, leaf, EMPTY_INPUT);
 }
 
 /** HASH(0x01 ‖ left ‖ right): the parent of two subtree hashes. */
 export function nodeHash(left: Uint8Array, right: Uint8Array): Buffer {
-  return createHash('sha256').update(NODE_PREFIX).update(left).update(right).digest();
+  return prefixedHash(NODE_PREFIX_BYTE, left, right);
+}
+
+/** SHA-256 of prefix ‖ first ‖ second, a Buffer of its own. */
+function prefixedHash(prefix: number, first: Uint8Array, second: Uint8Array): Buffer {
+  // allocUnsafe: every byte is written below; the input lives only for this call.
+  const input = Buffer.allocUnsafe(1 + first.length + second.length);
+  input[0] = prefix;
+  input.set(first, 1);
+  input.set(second, 1 + first.length);
+  return hash('sha256', input, 'buffer');
 }
 
 /** MTH({}) = HASH(), the root of the empty tree. A fresh copy: Buffers are mutable. */

@@ -5,8 +5,9 @@
  * receipts — entry, inclusion proof, the checkpoint it proves against.
  *
  * Invariants:
- * - a checkpoint is signed only over entries that are durable (its size is read from
- *   storage, which shows committed writes only), and only after checking, with a
+ * - a checkpoint is signed only over entries that are durable (its size is the one the
+ *   store knows durable, or read from storage, which shows committed writes only, once
+ *   those queued before the read are durable), and only after checking, with a
  *   consistency proof computed from the stored nodes, that the new tree extends the previous
  *   signed checkpoint (RFC 9162 §2.1.4). If it does not, nothing is signed and the log
  *   refuses to go on;
@@ -297,14 +298,14 @@ export class TransparencyLog {
       if (newest !== null && newest.record.size >= size) return newest;
       const round = this.#round;
       if (round === undefined) {
-        this.#round = this.#startRound(undefined);
+        this.#round = this.#startRound(undefined, size);
         continue;
       }
       try {
         // A round whose head was read before this caller's entry was committed may not
         // cover it: then a new round, started now, reads a size that does.
         if ((await round.head).size < size) {
-          if (this.#round === round) this.#round = this.#startRound(round);
+          if (this.#round === round) this.#round = this.#startRound(round, size);
           continue;
         }
         const signed = await round.signed;
@@ -317,8 +318,9 @@ export class TransparencyLog {
     }
   }
 
-  #startRound(previous: CheckpointRound | undefined): CheckpointRound {
-    const planned = this.#planRound(previous);
+  /** `needed`: the size the caller starting it waits for. */
+  #startRound(previous: CheckpointRound | undefined, needed: number): CheckpointRound {
+    const planned = this.#planRound(previous, needed);
     const head = planned.then((plan) => plan.head);
     const signed = planned.then(async (plan): Promise<SignedCheckpoint> => {
       const done = plan.reuse ?? (await this.#signHead(plan.head, previous));
@@ -339,14 +341,23 @@ export class TransparencyLog {
     return round;
   }
 
-  /** The head a round signs: the current tree, checked to extend the previous round's head (or the newest stored checkpoint). */
-  async #planRound(previous: CheckpointRound | undefined): Promise<{ head: TreeHead; reuse: SignedCheckpoint | undefined }> {
+  /**
+   * The head a round signs: the durable tree, checked to extend the previous round's
+   * head (or the newest stored checkpoint), covering at least `needed` entries if
+   * storage holds them.
+   */
+  async #planRound(previous: CheckpointRound | undefined, needed: number): Promise<{ head: TreeHead; reuse: SignedCheckpoint | undefined }> {
     const previousHead = previous === undefined ? undefined : await previous.head.catch(() => undefined);
     const stored = previousHead === undefined ? await this.#store.log.latestCheckpoint() : null;
     const prior: TreeHead | null = previousHead ?? stored;
-    // Only committed entries are visible here: a checkpoint never covers an entry that
-    // could still be lost.
-    const size = await this.#store.log.size();
+    // A checkpoint never covers an entry that could still be lost. The size the store
+    // knows durable needs no read: a read would wait behind the group commits queued
+    // meanwhile and their fsyncs, and every receipt waits for its round. It is a lower
+    // bound (another process's appends are not in it), so when it is short of what the
+    // caller needs or of the previous head, the size is read: a read sees committed
+    // entries only, once the writes queued before it are durable.
+    const known = this.#store.log.durableSize?.() ?? 0;
+    const size = known >= needed && known >= (prior?.size ?? 0) ? known : await this.#store.log.size();
     if (prior !== null && prior.size === size) {
       // Nothing new since: the checkpoint of that head serves.
       if (stored !== null) return { head: stored, reuse: { record: stored, recorded: Promise.resolve(stored) } };

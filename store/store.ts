@@ -167,6 +167,12 @@ export interface LogRepository {
    */
   append(entries: readonly LogEntryInput[]): Promise<{ readonly firstIndex: number; readonly size: number }>;
   size(): Promise<number>;
+  /**
+   * A size known durable without reading: every entry below it is on stable storage.
+   * A lower bound (entries appended by another process are not counted), 0 before this
+   * process knows of any; optional, for stores that track it.
+   */
+  durableSize?(): number;
   entry(index: number): Promise<LogEntryRecord | null>;
   /** Entries [start, end), at most 1000. */
   entries(start: number, end: number): Promise<LogEntryRecord[]>;

@@ -74,6 +74,10 @@ export class SqliteLogRepository implements LogRepository {
     return this.#run('reading the log size', () => this.#operations.size(), 'read');
   }
 
+  durableSize(): number {
+    return this.#operations.durableSize();
+  }
+
   entry(index: number): Promise<LogEntryRecord | null> {
     return this.#run(`reading log entry ${describeNumber(index)}`, () => this.#operations.entry(index), 'read');
   }
@@ -181,6 +185,12 @@ export class SqliteLogOperations {
   readonly #access: SqliteAccess;
   /** Nodes known durable (see the header): a stored node never changes. */
   readonly #durableNodes = new NodeCache(DURABLE_NODE_CACHE_ENTRIES);
+  /**
+   * The size after this connection's newest durable append. An fsync of the WAL makes
+   * every frame committed before it durable, whichever connection or process wrote it,
+   * so every entry below this index is durable too.
+   */
+  #durableSize = 0;
 
   constructor(access: SqliteAccess) {
     this.#access = access;
@@ -230,12 +240,18 @@ export class SqliteLogOperations {
     const result = entries.length === 1 && this.#access.db.inTransaction ? write() : atomically(this.#access, write);
     this.#access.afterDurable(() => {
       for (const node of touched) this.#durableNodes.set(nodeCacheKey(node.ref), node.hash);
+      if (result.size > this.#durableSize) this.#durableSize = result.size;
     });
     return result;
   }
 
   size(): number {
     return this.#size();
+  }
+
+  /** See #durableSize: known without a read, and without waiting for the writes queued. */
+  durableSize(): number {
+    return this.#durableSize;
   }
 
   entry(indexArg: number): LogEntryRecord | null {

@@ -129,6 +129,39 @@ describe('replica checkpoints', () => {
       expect((await slow.checkpointCovering(11)).size).toBe(11);
     });
 
+    it('proves an entry another replica appended: its own durable size falls short, so the round reads the size', async () => {
+      const key = keyPair();
+      const other = await t.db.open();
+      const mine = open(t.store, key);
+      await mine.append(entries(3, 0));
+      await open(other, key).append(entries(4, 3));
+      const receipt = await mine.receipt(6, { decisionIndex: null, integratedTime: 1_700_000_000 });
+      expect(receipt.treeSize).toBe(7);
+      expect(verifyCheckpoint(receipt.checkpoint, ORIGIN, key.publicKeyPem).ok).toBe(true);
+    });
+
+    it('signs its rounds over the size the store knows durable, without reading it (SQLite)', async () => {
+      if (t.backend !== 'sqlite') return;
+      const key = keyPair();
+      let sizeReads = 0;
+      const log = new Proxy(t.store.log, {
+        get(target, property) {
+          if (property === 'size') sizeReads += 1;
+          const value: unknown = Reflect.get(target, property);
+          return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+        },
+      });
+      const counted = Object.create(t.store, { log: { value: log } }) as SignetStore;
+      const transparency = open(counted, key);
+      for (let round = 0; round < 5; round += 1) {
+        const [first] = await transparency.append(entries(3, 3 * round));
+        const receipt = await transparency.receipt((first ?? 0) + 2, { decisionIndex: null, integratedTime: 1_700_000_000 });
+        expect(receipt.treeSize).toBe(3 * (round + 1));
+        expect(verifyCheckpoint(receipt.checkpoint, ORIGIN, key.publicKeyPem).ok).toBe(true);
+      }
+      expect(sizeReads).toBe(0);
+    });
+
     it('signs afresh after a checkpoint could not be recorded (the database was away)', async () => {
       const key = keyPair();
       await t.store.log.append(entries(5, 0));

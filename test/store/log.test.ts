@@ -219,6 +219,32 @@ describeStore('log', (t) => {
       expect(result).toEqual({ firstIndex: 3, size: 5 });
       expect((await t.store.log.latestCheckpoint())?.size).toBe(5);
     });
+
+    it('knows the size its own durable appends reached, never one rolled back or another connection’s (SQLite)', async () => {
+      if (t.backend !== 'sqlite') return;
+      const durableSize = (): number | undefined => t.store.log.durableSize?.();
+      expect(durableSize()).toBe(0);
+      const appending = t.store.log.append(inputs('first', 3));
+      // Committed or not, it is not durable before the append resolves.
+      expect(durableSize()).toBe(0);
+      await appending;
+      expect(durableSize()).toBe(3);
+      await expect(
+        t.store.transaction(async (tx) => {
+          await tx.log.append(inputs('rolled-back', 4));
+          throw new Error('abandon');
+        }),
+      ).rejects.toThrow('abandon');
+      expect(durableSize()).toBe(3);
+      await t.store.transaction(async (tx) => tx.log.append(inputs('kept', 1)));
+      expect(durableSize()).toBe(4);
+      // Entries another connection appended are in the size read, not in the lower bound.
+      const other = await t.db.open();
+      await other.log.append(inputs('other', 2));
+      expect(other.log.durableSize?.()).toBe(6);
+      expect(durableSize()).toBe(4);
+      expect(await t.store.log.size()).toBe(6);
+    });
   });
 
   describe('indexOfLeafHash', () => {
