@@ -16,7 +16,9 @@
  *      Beside the rates it reports the CPU each variant spent per answered request
  *      (the service's threads, its main thread alone, and the load generator), read
  *      from /proc: the share of the log's cost that the rates alone hide when the
- *      machine, not the service, is what limits them;
+ *      machine, not the service, is what limits them; and how many log entries each
+ *      checkpoint covered (counted in the service's database before and after each
+ *      round), which says how many signing rounds a request paid for;
  *   4. the identity + policy step alone (token verification and the policy decision,
  *      in this process, one at a time), to show its share of the end-to-end cost.
  *
@@ -52,6 +54,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import Database from 'better-sqlite3';
 import { createDevTokenMinter, DEV_AUDIENCE } from '../cli/dev-issuer.js';
 import { runInit } from '../cli/init.js';
 import { loadConfig } from '../config/load.js';
@@ -149,6 +152,28 @@ interface BenchService {
    * Merkle work), and this load generator.
    */
   readonly cpu: { service: number; mainThread: number; client: number; requests: number };
+  readonly database: string;
+  /** Log entries and checkpoints the service added during the measured rounds. */
+  readonly log: { entries: number; checkpoints: number };
+}
+
+/**
+ * Rows of the log's tables in a service's database, read through a read-only
+ * connection of our own (WAL: the service goes on writing meanwhile). How many entries
+ * a checkpoint covers under full load is what its signing rounds cost per request.
+ */
+function entriesPerCheckpoint(growth: { entries: number; checkpoints: number }): string {
+  return growth.checkpoints === 0 ? `— (${growth.entries} entries)` : `${(growth.entries / growth.checkpoints).toFixed(1)} (${growth.checkpoints} checkpoints)`;
+}
+
+function logRowCounts(database: string): { entries: number; checkpoints: number } {
+  const db = new Database(database, { readonly: true, fileMustExist: true });
+  try {
+    const count = (table: string): number => Number(db.prepare(`SELECT count(*) FROM ${table}`).pluck().get());
+    return { entries: count('log_entries'), checkpoints: count('log_checkpoints') };
+  } finally {
+    db.close();
+  }
 }
 
 /**
@@ -269,7 +294,7 @@ async function main(): Promise<void> {
     const database = variant === 'on' ? init.database : join(dir, `log-${variant}.db`);
     if (variant !== 'on') copyFileSync(init.database, database);
     const servicePort = variant === 'on' ? port : await freePort();
-    services.set(variant, { port: servicePort, child: startBenchService(init.config, servicePort, database, variant), nextToken: 0, runs: [], cpu: { service: 0, mainThread: 0, client: 0, requests: 0 } });
+    services.set(variant, { port: servicePort, child: startBenchService(init.config, servicePort, database, variant), nextToken: 0, runs: [], cpu: { service: 0, mainThread: 0, client: 0, requests: 0 }, database, log: { entries: 0, checkpoints: 0 } });
     // One at a time: SoftHSM processes starting together on one token directory
     // sometimes miss the token while another rewrites its files.
     await waitReady(urlOf(servicePort), ca);
@@ -301,9 +326,13 @@ async function main(): Promise<void> {
         const measured = service(variant);
         const serviceBefore = processCpuSeconds(measured.child);
         const mainBefore = processCpuSeconds(measured.child, 'main thread');
+        const logBefore = logRowCounts(measured.database);
         const clientBefore = process.cpuUsage();
         const run = await closedLoop(targetOf(variant), connections, seconds);
         const client = process.cpuUsage(clientBefore);
+        const logAfter = logRowCounts(measured.database);
+        measured.log.entries += logAfter.entries - logBefore.entries;
+        measured.log.checkpoints += logAfter.checkpoints - logBefore.checkpoints;
         measured.cpu.service += processCpuSeconds(measured.child) - serviceBefore;
         measured.cpu.mainThread += processCpuSeconds(measured.child, 'main thread') - mainBefore;
         measured.cpu.client += (client.user + client.system) / 1e6;
@@ -342,6 +371,8 @@ async function main(): Promise<void> {
       endToEndWithPromises: { connections, rounds, ...promising },
       halfLoad: { targetPerSecond: max.perSecond / 2, ...half },
       cpuPerRequest: { withLog: cpuByVariant.on, withoutLog: cpuByVariant.off, withPromises: cpuByVariant.promises },
+      // Entries and checkpoints the services with a log added in the measured rounds.
+      logGrowth: { withLog: service('on').log, third: service('promises').log },
       identityAndPolicy: { perSecondOneCore: identityPerSecond, microsecondsEach: 1e6 / identityPerSecond },
       ratios: {
         endToEndOverRaw: max.perSecond / raw.perSecond,
@@ -375,6 +406,7 @@ async function main(): Promise<void> {
           row(`  same, ${third.row}`, promising),
           `  ${third.ratio.padEnd(39)}${percent(results.ratios.withPromisesOverWithout)}   (rounds: ${results.ratios.withPromisesOverWithoutByRound.map(percent).join(', ')})`,
           `CPU per request, service + load generator: with the log ${cpuRow(cpuByVariant.on)}, without ${cpuRow(cpuByVariant.off)}, ${third.cpu} ${cpuRow(cpuByVariant.promises)}`,
+          `entries per checkpoint under full load: with the log ${entriesPerCheckpoint(service('on').log)}, ${third.cpu} ${entriesPerCheckpoint(service('promises').log)}`,
           row(`POST /v1/sign at half load`, half),
           `end-to-end / raw PKCS#11                 ${percent(results.ratios.endToEndOverRaw)}   (target ≥ 40%)`,
           `p99 at half load                         ${half.p99Ms.toFixed(2)} ms (target < 10 ms)`,
