@@ -157,15 +157,15 @@ interface BenchService {
   readonly log: { entries: number; checkpoints: number };
 }
 
-/**
- * Rows of the log's tables in a service's database, read through a read-only
- * connection of our own (WAL: the service goes on writing meanwhile). How many entries
- * a checkpoint covers under full load is what its signing rounds cost per request.
- */
+/** How many entries a checkpoint covered under full load: what signing rounds cost per request. */
 function entriesPerCheckpoint(growth: { entries: number; checkpoints: number }): string {
   return growth.checkpoints === 0 ? `— (${growth.entries} entries)` : `${(growth.entries / growth.checkpoints).toFixed(1)} (${growth.checkpoints} checkpoints)`;
 }
 
+/**
+ * Rows of the log's tables in a service's database, read through a read-only
+ * connection of our own (WAL: the service goes on writing meanwhile).
+ */
 function logRowCounts(database: string): { entries: number; checkpoints: number } {
   const db = new Database(database, { readonly: true, fileMustExist: true });
   try {

@@ -302,8 +302,8 @@ export class TransparencyLog {
         continue;
       }
       try {
-        // A round whose head was read before this caller's entry was committed may not
-        // cover it: then a new round, started now, reads a size that does.
+        // A round whose head was taken before this caller's entry was durable may not
+        // cover it: then a new round, started now, takes a size that does.
         if ((await round.head).size < size) {
           if (this.#round === round) this.#round = this.#startRound(round, size);
           continue;
