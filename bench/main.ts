@@ -26,7 +26,7 @@
  * three share the machine's cores; the figures are for that set-up.
  *
  * Options: --seconds S (per phase, default 10), --connections N (default 16),
- * --rounds R (with/without-log rounds, default 3), --json, --only signing|log|storage-compare|verify,
+ * --rounds R (with/without-log rounds, default 3), --json, --only signing|log|log-path|storage-compare|verify,
  * --log-entries N (default 1,000,000), --profile DIR (V8 CPU profiles of the services). The log figures are in bench/log-bench.ts.
  *
  * --against DIR [--against-log on|off]: a same-run A/B of two builds. The third service
@@ -40,6 +40,12 @@
  * --artifacts N files (default 1,000) totalling --release-mib M (default 1,024) against
  * `sha256sum` over the same files, in one run; not part of the default run either (it
  * writes a gigabyte).
+ *
+ * `--only log-path` (bench/log-path.ts) measures the log's own main-thread CPU per
+ * signing request in this process (--connections callers, --rounds rounds of --seconds):
+ * with the log, with appends only, and without it; the quick, low-noise way to compare
+ * changes to the log, beside the end-to-end ratio that the issue's figure is about. Not
+ * part of the default run.
  *
  * `--only storage-compare` (bench/storage-compare.ts) measures the end-to-end sign rate
  * on PostgreSQL against SQLite in one run, with --postgres-url U (default
@@ -62,8 +68,10 @@ import { decideSignRequest } from '../policy/evaluate.js';
 import { loadPolicyFile } from '../policy/load.js';
 import { createPipelineTokenVerifier } from '../policy/oidc/verifier.js';
 import { openStore } from '../store/open-store.js';
+import { processCpuSeconds } from './cpu.js';
 import { closedLoop, openLoop, summarise, type LoadResult, type LoadRun, type LoadTarget } from './load.js';
 import { runLogBench } from './log-bench.js';
+import { formatLogPathBench, runLogPathBench } from './log-path.js';
 import { formatStorageCompare, runStorageCompare } from './storage-compare.js';
 import { formatVerifyBench, runVerifyBench } from './verify-bench.js';
 
@@ -175,26 +183,6 @@ function logRowCounts(database: string): { entries: number; checkpoints: number 
     db.close();
   }
 }
-
-/**
- * User + system CPU seconds a child process has used so far, all threads or its main
- * thread only (proc(5): utime and stime, fields 14 and 15 of /proc/PID/stat or
- * /proc/PID/task/PID/stat, in clock ticks of 1/100 s on Linux). NaN where there is no /proc.
- */
-function processCpuSeconds(child: ChildProcess, scope: 'all threads' | 'main thread' = 'all threads'): number {
-  const pid = String(child.pid);
-  try {
-    const stat = readFileSync(scope === 'main thread' ? `/proc/${pid}/task/${pid}/stat` : `/proc/${pid}/stat`, 'utf8');
-    // The command name (field 2) may hold spaces; the fields after it are plain.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND;
-  } catch {
-    return Number.NaN;
-  }
-}
-
-/** USER_HZ, which Linux fixes at 100 for /proc whatever the kernel's own tick rate. */
-const CLOCK_TICKS_PER_SECOND = 100;
 
 /** The service in its own process (bench/serve.ts), on `port` and `database`, with its log, without, or with promises. */
 function startBenchService(configPath: string, port: number, database: string, variant: LogVariant): ChildProcess {
@@ -324,8 +312,8 @@ async function main(): Promise<void> {
       const order = round % 2 === 0 ? variants : [...variants].reverse();
       for (const variant of order) {
         const measured = service(variant);
-        const serviceBefore = processCpuSeconds(measured.child);
-        const mainBefore = processCpuSeconds(measured.child, 'main thread');
+        const serviceBefore = processCpuSeconds(measured.child.pid);
+        const mainBefore = processCpuSeconds(measured.child.pid, 'main thread');
         const logBefore = logRowCounts(measured.database);
         const clientBefore = process.cpuUsage();
         const run = await closedLoop(targetOf(variant), connections, seconds);
@@ -333,8 +321,8 @@ async function main(): Promise<void> {
         const logAfter = logRowCounts(measured.database);
         measured.log.entries += logAfter.entries - logBefore.entries;
         measured.log.checkpoints += logAfter.checkpoints - logBefore.checkpoints;
-        measured.cpu.service += processCpuSeconds(measured.child) - serviceBefore;
-        measured.cpu.mainThread += processCpuSeconds(measured.child, 'main thread') - mainBefore;
+        measured.cpu.service += processCpuSeconds(measured.child.pid) - serviceBefore;
+        measured.cpu.mainThread += processCpuSeconds(measured.child.pid, 'main thread') - mainBefore;
         measured.cpu.client += (client.user + client.system) / 1e6;
         measured.cpu.requests += run.latencies.length;
         measured.runs.push(run);
@@ -448,6 +436,17 @@ async function logFigures(): Promise<void> {
   }
 }
 
+async function logPathFigures(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'signet-bench-log-path-'));
+  try {
+    log(`log path: ${rounds} rounds of ${seconds} s per variant…`);
+    const result = await runLogPathBench(dir, { seconds, rounds, callers: connections, log });
+    process.stdout.write(values.json === true ? `${JSON.stringify({ logPath: result }, null, 2)}\n` : formatLogPathBench(result));
+  } finally {
+    if (values.keep !== true) rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 async function storageFigures(): Promise<void> {
   const postgresUrl = values['postgres-url'] ?? process.env.SIGNET_BENCH_POSTGRES_URL ?? process.env.SIGNET_TEST_POSTGRES_URL;
   if (postgresUrl === undefined || postgresUrl === '') throw new Error('storage-compare needs --postgres-url (or SIGNET_BENCH_POSTGRES_URL)');
@@ -478,6 +477,10 @@ async function verifyFigures(): Promise<void> {
 async function all(): Promise<void> {
   if (values.only === 'log') {
     await logFigures();
+    return;
+  }
+  if (values.only === 'log-path') {
+    await logPathFigures();
     return;
   }
   if (values.only === 'storage-compare') {
