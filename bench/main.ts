@@ -16,9 +16,11 @@
  *      Beside the rates it reports the CPU each variant spent per answered request
  *      (the service's threads, its main thread alone, and the load generator), read
  *      from /proc: the share of the log's cost that the rates alone hide when the
- *      machine, not the service, is what limits them; and how many log entries each
- *      checkpoint covered (counted in the service's database before and after each
- *      round), which says how many signing rounds a request paid for;
+ *      machine, not the service, is what limits them; the same CPU with the two loaded
+ *      at one rate (open loops at three quarters of the rate with the log, alternating,
+ *      --rounds rounds), since CPU per request also depends on the rate; and how many
+ *      log entries each checkpoint covered (counted in the service's database before
+ *      and after each round), which says how many signing rounds a request paid for;
  *   4. the identity + policy step alone (token verification and the policy decision,
  *      in this process, one at a time), to show its share of the end-to-end cost.
  *
@@ -149,17 +151,34 @@ interface CpuPerRequest {
   readonly loadGeneratorMicroseconds: number;
 }
 
+/**
+ * CPU seconds over some measured runs: the service process (all its threads, SoftHSM
+ * included), its main thread alone (the event loop: HTTP, TLS, SQLite, the log's Merkle
+ * work), and this load generator; and the requests answered meanwhile.
+ */
+interface CpuAccount {
+  service: number;
+  mainThread: number;
+  client: number;
+  requests: number;
+}
+
+function emptyCpu(): CpuAccount {
+  return { service: 0, mainThread: 0, client: 0, requests: 0 };
+}
+
+function perRequest(cpu: CpuAccount): CpuPerRequest {
+  const micros = (seconds: number): number => (seconds / cpu.requests) * 1e6;
+  return { serviceMicroseconds: micros(cpu.service), mainThreadMicroseconds: micros(cpu.mainThread), loadGeneratorMicroseconds: micros(cpu.client) };
+}
+
 interface BenchService {
   readonly port: number;
   readonly child: ChildProcess;
   nextToken: number;
   readonly runs: LoadRun[];
-  /**
-   * CPU seconds over the measured rounds: the service process (all its threads, SoftHSM
-   * included), its main thread alone (the event loop: HTTP, TLS, SQLite, the log's
-   * Merkle work), and this load generator.
-   */
-  readonly cpu: { service: number; mainThread: number; client: number; requests: number };
+  /** CPU over the measured closed-loop rounds. */
+  readonly cpu: CpuAccount;
   readonly database: string;
   /** Log entries and checkpoints the service added during the measured rounds. */
   readonly log: { entries: number; checkpoints: number };
@@ -240,9 +259,10 @@ async function main(): Promise<void> {
   log('minting RS256 id tokens for the run…');
   const mint = await createDevTokenMinter(join(dir, 'oidc', 'dev-issuer-key.json'), DEV_AUDIENCE);
   // The two services keep their token uses in separate databases, so each may use
-  // every token once: one pool, one cursor per service. Sized for 2,000/s.
+  // every token once: one pool, one cursor per service. Sized for 2,000/s: warm-up,
+  // the closed-loop rounds, the rounds at three quarters of the rate, half load.
   const warmUpSeconds = Math.min(2, seconds);
-  const tokenCount = Math.ceil(2000 * (warmUpSeconds + seconds * rounds + seconds));
+  const tokenCount = Math.ceil(2000 * (warmUpSeconds + 1.75 * seconds * rounds + seconds));
   const tokens: string[] = [];
   for (let i = 0; i < tokenCount + 5000; i += 500) {
     tokens.push(...(await Promise.all(Array.from({ length: Math.min(500, tokenCount + 5000 - i) }, () => mint({}, 3600)))));
@@ -282,7 +302,7 @@ async function main(): Promise<void> {
     const database = variant === 'on' ? init.database : join(dir, `log-${variant}.db`);
     if (variant !== 'on') copyFileSync(init.database, database);
     const servicePort = variant === 'on' ? port : await freePort();
-    services.set(variant, { port: servicePort, child: startBenchService(init.config, servicePort, database, variant), nextToken: 0, runs: [], cpu: { service: 0, mainThread: 0, client: 0, requests: 0 }, database, log: { entries: 0, checkpoints: 0 } });
+    services.set(variant, { port: servicePort, child: startBenchService(init.config, servicePort, database, variant), nextToken: 0, runs: [], cpu: emptyCpu(), database, log: { entries: 0, checkpoints: 0 } });
     // One at a time: SoftHSM processes starting together on one token directory
     // sometimes miss the token while another rewrites its files.
     await waitReady(urlOf(servicePort), ca);
@@ -337,12 +357,31 @@ async function main(): Promise<void> {
       service(variant).runs.map((run, index) => summarise([run]).perSecond / summarise([service('off').runs[index] as LoadRun]).perSecond);
     const roundRatios = ratiosByRound('on');
     // CPU per answered request: where the log's cost goes when the machine is the limit.
-    const cpuPerRequest = (variant: LogVariant): CpuPerRequest => {
-      const { cpu } = service(variant);
-      const micros = (seconds: number): number => (seconds / cpu.requests) * 1e6;
-      return { serviceMicroseconds: micros(cpu.service), mainThreadMicroseconds: micros(cpu.mainThread), loadGeneratorMicroseconds: micros(cpu.client) };
-    };
+    const cpuPerRequest = (variant: LogVariant): CpuPerRequest => perRequest(service(variant).cpu);
     const cpuByVariant = { on: cpuPerRequest('on'), off: cpuPerRequest('off'), promises: cpuPerRequest('promises') };
+    // The same CPU with both services loaded at one rate: an open loop at three quarters
+    // of the rate with the log, in alternating rounds as above. A service's CPU per
+    // request depends on its rate (fewer requests in flight share each group commit,
+    // fsync callback and event-loop wake-up), so the closed-loop figures charge the log
+    // with its lower rate as well as with its own work; these do not.
+    const commonRate = (max.perSecond * 3) / 4;
+    const atCommonRate = { on: emptyCpu(), off: emptyCpu() };
+    for (let round = 0; round < rounds; round += 1) {
+      for (const variant of round % 2 === 0 ? (['on', 'off'] as const) : (['off', 'on'] as const)) {
+        const child = service(variant).child;
+        const serviceBefore = processCpuSeconds(child.pid);
+        const mainBefore = processCpuSeconds(child.pid, 'main thread');
+        const clientBefore = process.cpuUsage();
+        const run = await openLoop(targetOf(variant), commonRate, seconds, connections);
+        const client = process.cpuUsage(clientBefore);
+        const cpu = atCommonRate[variant];
+        cpu.service += processCpuSeconds(child.pid) - serviceBefore;
+        cpu.mainThread += processCpuSeconds(child.pid, 'main thread') - mainBefore;
+        cpu.client += (client.user + client.system) / 1e6;
+        cpu.requests += run.latencies.length;
+      }
+    }
+    const cpuAtCommonRate = { on: perRequest(atCommonRate.on), off: perRequest(atCommonRate.off) };
     await stopBenchService(service('off').child);
     await stopBenchService(service('promises').child);
     const half = summarise([await openLoop(targetOf('on'), max.perSecond / 2, seconds, connections)]);
@@ -359,6 +398,7 @@ async function main(): Promise<void> {
       endToEndWithPromises: { connections, rounds, ...promising },
       halfLoad: { targetPerSecond: max.perSecond / 2, ...half },
       cpuPerRequest: { withLog: cpuByVariant.on, withoutLog: cpuByVariant.off, withPromises: cpuByVariant.promises },
+      cpuPerRequestAtCommonRate: { perSecond: commonRate, withLog: cpuAtCommonRate.on, withoutLog: cpuAtCommonRate.off },
       // Entries and checkpoints the services with a log added in the measured rounds.
       logGrowth: { withLog: service('on').log, third: service('promises').log },
       identityAndPolicy: { perSecondOneCore: identityPerSecond, microsecondsEach: 1e6 / identityPerSecond },
@@ -394,6 +434,7 @@ async function main(): Promise<void> {
           row(`  same, ${third.row}`, promising),
           `  ${third.ratio.padEnd(39)}${percent(results.ratios.withPromisesOverWithout)}   (rounds: ${results.ratios.withPromisesOverWithoutByRound.map(percent).join(', ')})`,
           `CPU per request, service + load generator: with the log ${cpuRow(cpuByVariant.on)}, without ${cpuRow(cpuByVariant.off)}, ${third.cpu} ${cpuRow(cpuByVariant.promises)}`,
+          `CPU per request, both at ${commonRate.toFixed(0)}/s (open loop, ${rounds} alternating rounds): with the log ${cpuRow(cpuAtCommonRate.on)}, without ${cpuRow(cpuAtCommonRate.off)}`,
           `entries per checkpoint under full load: with the log ${entriesPerCheckpoint(service('on').log)}, ${third.cpu} ${entriesPerCheckpoint(service('promises').log)}`,
           row(`POST /v1/sign at half load`, half),
           `end-to-end / raw PKCS#11                 ${percent(results.ratios.endToEndOverRaw)}   (target ≥ 40%)`,
