@@ -33,8 +33,9 @@ import { DECISION_KIND, decisionLeaf, HASHEDREKORD_KIND, hashedRekordLeaf } from
 import { TransparencyLog } from '../log/transparency-log.js';
 import { openConfiguredHsm } from '../service/open-hsm.js';
 import { completeAnswer } from '../service/sign-formats.js';
+import { SIGNING_TRANSACTION } from '../service/sign-request.js';
 import { openStore } from '../store/open-store.js';
-import type { KeyVersionRecord, SignetStore, TransactionOptions } from '../store/store.js';
+import type { KeyVersionRecord, SignetStore } from '../store/store.js';
 import { processCpuSeconds } from './cpu.js';
 import { UnloggedForBenchmark } from './unlogged-log.js';
 
@@ -54,9 +55,6 @@ export interface LogPathResult {
 }
 
 type Variant = 'with the log' | 'appends only' | 'without the log';
-
-/** As service/sign-request.ts opens its two signing transactions. */
-const SIGNING_TRANSACTION: TransactionOptions = { concurrent: true };
 
 interface Subject {
   readonly store: SignetStore;

@@ -172,6 +172,20 @@ function perRequest(cpu: CpuAccount): CpuPerRequest {
   return { serviceMicroseconds: micros(cpu.service), mainThreadMicroseconds: micros(cpu.mainThread), loadGeneratorMicroseconds: micros(cpu.client) };
 }
 
+/** Runs `load` and adds to `account` the CPU the service and this process spent meanwhile, and the requests answered. */
+async function withCpu(child: ChildProcess, account: CpuAccount, load: () => Promise<LoadRun>): Promise<LoadRun> {
+  const serviceBefore = processCpuSeconds(child.pid);
+  const mainBefore = processCpuSeconds(child.pid, 'main thread');
+  const clientBefore = process.cpuUsage();
+  const run = await load();
+  const client = process.cpuUsage(clientBefore);
+  account.service += processCpuSeconds(child.pid) - serviceBefore;
+  account.mainThread += processCpuSeconds(child.pid, 'main thread') - mainBefore;
+  account.client += (client.user + client.system) / 1e6;
+  account.requests += run.latencies.length;
+  return run;
+}
+
 interface BenchService {
   readonly port: number;
   readonly child: ChildProcess;
@@ -332,19 +346,11 @@ async function main(): Promise<void> {
       const order = round % 2 === 0 ? variants : [...variants].reverse();
       for (const variant of order) {
         const measured = service(variant);
-        const serviceBefore = processCpuSeconds(measured.child.pid);
-        const mainBefore = processCpuSeconds(measured.child.pid, 'main thread');
         const logBefore = logRowCounts(measured.database);
-        const clientBefore = process.cpuUsage();
-        const run = await closedLoop(targetOf(variant), connections, seconds);
-        const client = process.cpuUsage(clientBefore);
+        const run = await withCpu(measured.child, measured.cpu, () => closedLoop(targetOf(variant), connections, seconds));
         const logAfter = logRowCounts(measured.database);
         measured.log.entries += logAfter.entries - logBefore.entries;
         measured.log.checkpoints += logAfter.checkpoints - logBefore.checkpoints;
-        measured.cpu.service += processCpuSeconds(measured.child.pid) - serviceBefore;
-        measured.cpu.mainThread += processCpuSeconds(measured.child.pid, 'main thread') - mainBefore;
-        measured.cpu.client += (client.user + client.system) / 1e6;
-        measured.cpu.requests += run.latencies.length;
         measured.runs.push(run);
       }
       const last = (variant: LogVariant): string => summarise(service(variant).runs.slice(-1)).perSecond.toFixed(0);
@@ -368,17 +374,7 @@ async function main(): Promise<void> {
     const atCommonRate = { on: emptyCpu(), off: emptyCpu() };
     for (let round = 0; round < rounds; round += 1) {
       for (const variant of round % 2 === 0 ? (['on', 'off'] as const) : (['off', 'on'] as const)) {
-        const child = service(variant).child;
-        const serviceBefore = processCpuSeconds(child.pid);
-        const mainBefore = processCpuSeconds(child.pid, 'main thread');
-        const clientBefore = process.cpuUsage();
-        const run = await openLoop(targetOf(variant), commonRate, seconds, connections);
-        const client = process.cpuUsage(clientBefore);
-        const cpu = atCommonRate[variant];
-        cpu.service += processCpuSeconds(child.pid) - serviceBefore;
-        cpu.mainThread += processCpuSeconds(child.pid, 'main thread') - mainBefore;
-        cpu.client += (client.user + client.system) / 1e6;
-        cpu.requests += run.latencies.length;
+        await withCpu(service(variant).child, atCommonRate[variant], () => openLoop(targetOf(variant), commonRate, seconds, connections));
       }
     }
     const cpuAtCommonRate = { on: perRequest(atCommonRate.on), off: perRequest(atCommonRate.off) };

@@ -308,7 +308,7 @@ async function answerWithReceipt(
  * consumes, appends, a completion: nothing else, no state of their own), so storage
  * may run those begun at once together and run one again if it must (store.ts).
  */
-const SIGNING_TRANSACTION: TransactionOptions = { concurrent: true };
+export const SIGNING_TRANSACTION: TransactionOptions = { concurrent: true };
 
 type SigningStart =
   /** The token was claimed, the limits consumed and the allow logged, in one commit. */
