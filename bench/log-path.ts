@@ -16,10 +16,11 @@
  *   4. the answer's log part (service/sign-formats.ts completeAnswer): the receipt,
  *      which waits for a checkpoint signed over the entry, and the decision's proof.
  *
- * Three variants, each on a SQLite file of its own, alternate for --rounds rounds of
- * --seconds each: with the log; with the log but without step 4 (appends only: no
- * checkpoint is signed); and without the log (the end-to-end baseline's
- * UnloggedForBenchmark, whose transactions then write nothing). The service's token
+ * Three variants, each on a SQLite file of its own, for --rounds rounds of --seconds
+ * each: with the log, as fast as it goes; then, paced to the rate it reached in that
+ * round, with the log but without step 4 (appends only: no checkpoint is signed) and
+ * without the log (the end-to-end baseline's UnloggedForBenchmark, whose transactions
+ * then write nothing), alternating which of the two goes first. The service's token
  * and limit writes are left out of the transactions: they cost the same with or
  * without the log. Reported: main-thread CPU per request of each (from /proc), and the
  * log's own cost split into appends and the rest (checkpoint rounds and receipts).

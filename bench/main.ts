@@ -45,9 +45,9 @@
  *
  * `--only log-path` (bench/log-path.ts) measures the log's own main-thread CPU per
  * signing request in this process (--connections callers, --rounds rounds of --seconds):
- * with the log, with appends only, and without it; the quick, low-noise way to compare
- * changes to the log, beside the end-to-end ratio that the issue's figure is about. Not
- * part of the default run.
+ * with the log, and, paced to its rate, with appends only and without it; the quick,
+ * low-noise way to compare changes to the log, beside the end-to-end ratio that the
+ * issue's figure is about. Not part of the default run.
  *
  * `--only storage-compare` (bench/storage-compare.ts) measures the end-to-end sign rate
  * on PostgreSQL against SQLite in one run, with --postgres-url U (default
