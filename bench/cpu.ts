@@ -4,7 +4,7 @@
  * ticks of 1/100 s on Linux). Used to report CPU per request beside the rates, which
  * hide part of a cost when the machine, not the process, is what limits them.
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 /** USER_HZ, which Linux fixes at 100 for /proc whatever the kernel's own tick rate. */
 const CLOCK_TICKS_PER_SECOND = 100;
@@ -24,4 +24,35 @@ export function processCpuSeconds(pid: number | undefined, scope: 'all threads' 
   } catch {
     return Number.NaN;
   }
+}
+
+/**
+ * User + system CPU seconds of each thread of process `pid`, keyed `main thread` or
+ * `NAME#RANK`: NAME from /proc/PID/task/TID/comm (Node 20 calls every thread "node"),
+ * RANK the thread's place among the process's threads in thread-id order, that is in
+ * creation order, which is the same from one run of a service to the next (what each
+ * rank is in the signing service: BENCHMARKS.md). Threads that ended meanwhile are
+ * missing from a difference. Empty where there is no /proc.
+ */
+export function threadCpuSeconds(pid: number | undefined): Map<string, number> {
+  const byName = new Map<string, number>();
+  if (pid === undefined) return byName;
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return byName;
+  }
+  tids.sort((a, b) => Number(a) - Number(b));
+  for (const [rank, tid] of tids.entries()) {
+    try {
+      const name = tid === String(pid) ? 'main thread' : `${readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim()}#${rank}`;
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      byName.set(name, (byName.get(name) ?? 0) + (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND);
+    } catch {
+      // The thread ended between the listing and the read.
+    }
+  }
+  return byName;
 }

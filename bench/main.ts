@@ -29,7 +29,9 @@
  *
  * Options: --seconds S (per phase, default 10), --connections N (default 16),
  * --rounds R (with/without-log rounds, default 3), --json, --only signing|log|log-path|storage-compare|verify,
- * --log-entries N (default 1,000,000), --profile DIR (V8 CPU profiles of the services). The log figures are in bench/log-bench.ts.
+ * --log-entries N (default 1,000,000), --profile DIR (V8 CPU profiles of the services, and
+ * DIR/phases.json: when each measured phase ran, for bench/profile-phases.ts to read a
+ * profile over one kind of phase). The log figures are in bench/log-bench.ts.
  *
  * --against DIR [--against-log on|off]: a same-run A/B of two builds. The third service
  * is then another checkout's (DIR/dist/bench/serve.js, built with `npm run build`),
@@ -70,7 +72,7 @@ import { decideSignRequest } from '../policy/evaluate.js';
 import { loadPolicyFile } from '../policy/load.js';
 import { createPipelineTokenVerifier } from '../policy/oidc/verifier.js';
 import { openStore } from '../store/open-store.js';
-import { processCpuSeconds } from './cpu.js';
+import { processCpuSeconds, threadCpuSeconds } from './cpu.js';
 import { closedLoop, openLoop, summarise, type LoadResult, type LoadRun, type LoadTarget } from './load.js';
 import { runLogBench } from './log-bench.js';
 import { formatLogPathBench, runLogPathBench } from './log-path.js';
@@ -149,6 +151,8 @@ interface CpuPerRequest {
   readonly serviceMicroseconds: number;
   readonly mainThreadMicroseconds: number;
   readonly loadGeneratorMicroseconds: number;
+  /** The service's CPU per request by thread (bench/cpu.ts threadCpuSeconds). */
+  readonly threadMicroseconds: Readonly<Record<string, number>>;
 }
 
 /**
@@ -158,28 +162,47 @@ interface CpuPerRequest {
  */
 interface CpuAccount {
   service: number;
+  /** The service's CPU seconds by thread (bench/cpu.ts threadCpuSeconds). */
+  readonly threads: Map<string, number>;
   mainThread: number;
   client: number;
   requests: number;
 }
 
 function emptyCpu(): CpuAccount {
-  return { service: 0, mainThread: 0, client: 0, requests: 0 };
+  return { service: 0, threads: new Map(), mainThread: 0, client: 0, requests: 0 };
 }
 
 function perRequest(cpu: CpuAccount): CpuPerRequest {
   const micros = (seconds: number): number => (seconds / cpu.requests) * 1e6;
-  return { serviceMicroseconds: micros(cpu.service), mainThreadMicroseconds: micros(cpu.mainThread), loadGeneratorMicroseconds: micros(cpu.client) };
+  return {
+    serviceMicroseconds: micros(cpu.service),
+    mainThreadMicroseconds: micros(cpu.mainThread),
+    loadGeneratorMicroseconds: micros(cpu.client),
+    threadMicroseconds: Object.fromEntries([...cpu.threads].map(([name, seconds]) => [name, micros(seconds)])),
+  };
 }
 
+/**
+ * With --profile: when each measured phase ran, on the monotonic clock V8's CPU
+ * profiles use, and how many requests it answered, so a profile can be read over one
+ * kind of phase alone (bench/profile-phases.ts).
+ */
+const profiledPhases: { service: LogVariant; phase: 'closed loop' | 'common rate'; startMicroseconds: number; endMicroseconds: number; requests: number }[] = [];
+const monotonicMicroseconds = (): number => Number(process.hrtime.bigint() / 1000n);
+
 /** Runs `load` and adds to `account` the CPU the service and this process spent meanwhile, and the requests answered. */
-async function withCpu(child: ChildProcess, account: CpuAccount, load: () => Promise<LoadRun>): Promise<LoadRun> {
+async function withCpu(child: ChildProcess, account: CpuAccount, load: () => Promise<LoadRun>, phase?: { service: LogVariant; phase: 'closed loop' | 'common rate' }): Promise<LoadRun> {
   const serviceBefore = processCpuSeconds(child.pid);
+  const threadsBefore = threadCpuSeconds(child.pid);
   const mainBefore = processCpuSeconds(child.pid, 'main thread');
   const clientBefore = process.cpuUsage();
+  const startMicroseconds = monotonicMicroseconds();
   const run = await load();
+  if (phase !== undefined) profiledPhases.push({ ...phase, startMicroseconds, endMicroseconds: monotonicMicroseconds(), requests: run.latencies.length });
   const client = process.cpuUsage(clientBefore);
   account.service += processCpuSeconds(child.pid) - serviceBefore;
+  for (const [name, seconds] of threadCpuSeconds(child.pid)) account.threads.set(name, (account.threads.get(name) ?? 0) + seconds - (threadsBefore.get(name) ?? 0));
   account.mainThread += processCpuSeconds(child.pid, 'main thread') - mainBefore;
   account.client += (client.user + client.system) / 1e6;
   account.requests += run.latencies.length;
@@ -347,7 +370,7 @@ async function main(): Promise<void> {
       for (const variant of order) {
         const measured = service(variant);
         const logBefore = logRowCounts(measured.database);
-        const run = await withCpu(measured.child, measured.cpu, () => closedLoop(targetOf(variant), connections, seconds));
+        const run = await withCpu(measured.child, measured.cpu, () => closedLoop(targetOf(variant), connections, seconds), { service: variant, phase: 'closed loop' });
         const logAfter = logRowCounts(measured.database);
         measured.log.entries += logAfter.entries - logBefore.entries;
         measured.log.checkpoints += logAfter.checkpoints - logBefore.checkpoints;
@@ -374,7 +397,7 @@ async function main(): Promise<void> {
     const atCommonRate = { on: emptyCpu(), off: emptyCpu() };
     for (let round = 0; round < rounds; round += 1) {
       for (const variant of round % 2 === 0 ? (['on', 'off'] as const) : (['off', 'on'] as const)) {
-        await withCpu(service(variant).child, atCommonRate[variant], () => openLoop(targetOf(variant), commonRate, seconds, connections));
+        await withCpu(service(variant).child, atCommonRate[variant], () => openLoop(targetOf(variant), commonRate, seconds, connections), { service: variant, phase: 'common rate' });
       }
     }
     const cpuAtCommonRate = { on: perRequest(atCommonRate.on), off: perRequest(atCommonRate.off) };
@@ -417,6 +440,10 @@ async function main(): Promise<void> {
         `${name.padEnd(40)} ${r.perSecond.toFixed(0).padStart(7)}/s  p50 ${r.p50Ms.toFixed(2)} ms  p99 ${r.p99Ms.toFixed(2)} ms  (${r.requests} requests, ${r.failures} failed)`;
       const percent = (ratio: number): string => `${(ratio * 100).toFixed(1)}%`;
       const third = against === undefined ? { row: 'with a promise in every answer', ratio: 'with promises / without', cpu: 'with promises' } : { row: `the build in ${against.dir}, log ${against.log}`, ratio: 'that build / without', cpu: 'that build' };
+      const threadRows = (on: CpuPerRequest, off: CpuPerRequest): string =>
+        [...new Set([...Object.keys(on.threadMicroseconds), ...Object.keys(off.threadMicroseconds)])]
+          .map((name) => `${name} ${(on.threadMicroseconds[name] ?? 0).toFixed(0)} / ${(off.threadMicroseconds[name] ?? 0).toFixed(0)}`)
+          .join(', ');
       const cpuRow = (cpu: CpuPerRequest): string =>
         `${cpu.serviceMicroseconds.toFixed(0)} (main thread ${cpu.mainThreadMicroseconds.toFixed(0)}) + ${cpu.loadGeneratorMicroseconds.toFixed(0)} µs`;
       process.stdout.write(
@@ -431,6 +458,7 @@ async function main(): Promise<void> {
           `  ${third.ratio.padEnd(39)}${percent(results.ratios.withPromisesOverWithout)}   (rounds: ${results.ratios.withPromisesOverWithoutByRound.map(percent).join(', ')})`,
           `CPU per request, service + load generator: with the log ${cpuRow(cpuByVariant.on)}, without ${cpuRow(cpuByVariant.off)}, ${third.cpu} ${cpuRow(cpuByVariant.promises)}`,
           `CPU per request, both at ${commonRate.toFixed(0)}/s (open loop, ${rounds} alternating rounds): with the log ${cpuRow(cpuAtCommonRate.on)}, without ${cpuRow(cpuAtCommonRate.off)}`,
+          `  by thread (µs), with / without the log: ${threadRows(cpuAtCommonRate.on, cpuAtCommonRate.off)}`,
           `entries per checkpoint under full load: with the log ${entriesPerCheckpoint(service('on').log)}, ${third.cpu} ${entriesPerCheckpoint(service('promises').log)}`,
           row(`POST /v1/sign at half load`, half),
           `end-to-end / raw PKCS#11                 ${percent(results.ratios.endToEndOverRaw)}   (target ≥ 40%)`,
@@ -444,6 +472,7 @@ async function main(): Promise<void> {
     }
   } finally {
     for (const { child } of services.values()) await stopBenchService(child);
+    if (values.profile !== undefined) writeFileSync(join(values.profile, 'phases.json'), JSON.stringify(profiledPhases, null, 2));
     if (values.keep !== true) rmSync(dir, { recursive: true, force: true });
   }
 }

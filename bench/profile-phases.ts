@@ -1,0 +1,104 @@
+/**
+ * Reads the services' V8 CPU profiles that `npm run bench -- --only signing --profile DIR`
+ * wrote, over one kind of measured phase alone, and prints each function's main-thread
+ * time per answered request, with the log and without it, largest difference first.
+ *
+ *   node dist/bench/profile-phases.js DIR [--phase "common rate"|"closed loop"] [--top N] [--inclusive]
+ *
+ * Why over phases: a profile covers a service's whole run (start-up, warm-up, the
+ * closed-loop rounds, the rounds at one common rate), and a service's CPU per request
+ * depends on its rate. Over the common-rate rounds both services answer the same
+ * requests at the same rate, so a difference per request is the log's own work, or
+ * what the log makes others do. bench/main.ts writes DIR/phases.json: when each phase
+ * ran, on the monotonic clock V8's profiles use, and how many requests it answered.
+ */
+import { readFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { parseArgs } from 'node:util';
+
+interface CallFrame {
+  readonly functionName: string;
+  readonly url: string;
+  readonly lineNumber: number;
+}
+
+interface ProfileNode {
+  readonly id: number;
+  readonly callFrame: CallFrame;
+  readonly children?: readonly number[];
+}
+
+interface CpuProfile {
+  readonly nodes: readonly ProfileNode[];
+  readonly startTime: number;
+  readonly samples: readonly number[];
+  readonly timeDeltas: readonly number[];
+}
+
+interface Phase {
+  readonly service: string;
+  readonly phase: string;
+  readonly startMicroseconds: number;
+  readonly endMicroseconds: number;
+  readonly requests: number;
+}
+
+function frameName(frame: CallFrame): string {
+  const where = frame.url === '' ? '' : ` ${basename(frame.url)}:${frame.lineNumber + 1}`;
+  return `${frame.functionName === '' ? '(anonymous)' : frame.functionName}${where}`;
+}
+
+/** Microseconds per function (self, or inclusive of callees) over the windows. */
+function timeByFunction(profile: CpuProfile, windows: readonly Phase[], inclusive: boolean): Map<string, number> {
+  const byId = new Map(profile.nodes.map((node) => [node.id, node]));
+  const parent = new Map<number, number>();
+  for (const node of profile.nodes) for (const child of node.children ?? []) parent.set(child, node.id);
+  const totals = new Map<string, number>();
+  let time = profile.startTime;
+  for (let i = 0; i < profile.samples.length; i += 1) {
+    time += profile.timeDeltas[i] ?? 0;
+    // A sample stands for the time until the next one.
+    const weight = profile.timeDeltas[i + 1] ?? 0;
+    if (!windows.some((w) => time >= w.startMicroseconds && time < w.endMicroseconds)) continue;
+    const names = new Set<string>();
+    for (let id: number | undefined = profile.samples[i]; id !== undefined; id = inclusive ? parent.get(id) : undefined) {
+      const node = byId.get(id);
+      if (node === undefined) break;
+      names.add(frameName(node.callFrame));
+    }
+    for (const name of names) totals.set(name, (totals.get(name) ?? 0) + weight);
+  }
+  return totals;
+}
+
+function main(): void {
+  const { values, positionals } = parseArgs({
+    allowPositionals: true,
+    options: { phase: { type: 'string', default: 'common rate' }, top: { type: 'string', default: '40' }, inclusive: { type: 'boolean', default: false } },
+  });
+  const [dir] = positionals;
+  if (dir === undefined) throw new Error('usage: profile-phases DIR [--phase "common rate"|"closed loop"] [--top N] [--inclusive]');
+  const phases = JSON.parse(readFileSync(join(dir, 'phases.json'), 'utf8')) as Phase[];
+  const perRequest = (service: string): { micros: Map<string, number>; requests: number } => {
+    const windows = phases.filter((p) => p.service === service && p.phase === values.phase);
+    const requests = windows.reduce((sum, w) => sum + w.requests, 0);
+    const profile = JSON.parse(readFileSync(join(dir, `service-log-${service}.cpuprofile`), 'utf8')) as CpuProfile;
+    const totals = timeByFunction(profile, windows, values.inclusive);
+    return { micros: new Map([...totals].map(([name, us]) => [name, us / requests])), requests };
+  };
+  const on = perRequest('on');
+  const off = perRequest('off');
+  const sum = (m: Map<string, number>): number => [...m.values()].reduce((a, b) => a + b, 0);
+  const names = new Set([...on.micros.keys(), ...off.micros.keys()]);
+  const rows = [...names].map((name) => ({ name, on: on.micros.get(name) ?? 0, off: off.micros.get(name) ?? 0 }));
+  rows.sort((a, b) => Math.abs(b.on - b.off) - Math.abs(a.on - a.off));
+  const out = [
+    `${values.phase}: with the log ${on.requests} requests, without ${off.requests}; µs per request (${values.inclusive ? 'inclusive' : 'self'})`,
+    `${'all samples'.padEnd(70)} ${sum(on.micros).toFixed(1).padStart(8)} ${sum(off.micros).toFixed(1).padStart(8)}`,
+    `${'function'.padEnd(70)} ${'with'.padStart(8)} ${'without'.padStart(8)} ${'diff'.padStart(8)}`,
+    ...rows.slice(0, Number(values.top)).map((r) => `${r.name.slice(0, 70).padEnd(70)} ${r.on.toFixed(1).padStart(8)} ${r.off.toFixed(1).padStart(8)} ${(r.on - r.off).toFixed(1).padStart(8)}`),
+  ];
+  process.stdout.write(`${out.join('\n')}\n`);
+}
+
+main();
