@@ -17,13 +17,18 @@ const CLOCK_TICKS_PER_SECOND = 100;
 export function processCpuSeconds(pid: number | undefined, scope: 'all threads' | 'main thread' = 'all threads'): number {
   if (pid === undefined) return Number.NaN;
   try {
-    const stat = readFileSync(scope === 'main thread' ? `/proc/${pid}/task/${pid}/stat` : `/proc/${pid}/stat`, 'utf8');
-    // The command name (field 2) may hold spaces; the fields after it are plain.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND;
+    return statCpuSeconds(scope === 'main thread' ? `/proc/${pid}/task/${pid}/stat` : `/proc/${pid}/stat`);
   } catch {
     return Number.NaN;
   }
+}
+
+/** utime + stime of a /proc stat file, in seconds; throws if it cannot be read. */
+function statCpuSeconds(path: string): number {
+  const stat = readFileSync(path, 'utf8');
+  // The command name (field 2) may hold spaces; the fields after it are plain.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND;
 }
 
 /**
@@ -47,9 +52,7 @@ export function threadCpuSeconds(pid: number | undefined): Map<string, number> {
   for (const [rank, tid] of tids.entries()) {
     try {
       const name = tid === String(pid) ? 'main thread' : `${readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim()}#${rank}`;
-      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      byName.set(name, (byName.get(name) ?? 0) + (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND);
+      byName.set(name, (byName.get(name) ?? 0) + statCpuSeconds(`/proc/${pid}/task/${tid}/stat`));
     } catch {
       // The thread ended between the listing and the read.
     }

@@ -22,13 +22,13 @@ import { performance, type EventLoopUtilization } from 'node:perf_hooks';
 export type RoundCadence = () => Promise<void>;
 
 export interface BusyLoopCadenceOptions {
-  /** The longest a round waits for a busy event loop (default 10 ms: at most 100 checkpoint signatures a second under load). */
+  /** The longest a round waits for a busy event loop (default 10 ms: a saturated loop signs about a hundred checkpoints a second at most). */
   readonly maxWaitMs?: number;
   /** The event loop's utilisation (share of time not waiting for I/O) from which it counts as busy (default 0.9). */
   readonly busyUtilization?: number;
 }
 
-export const DEFAULT_ROUND_MAX_WAIT_MS = 10;
+const DEFAULT_ROUND_MAX_WAIT_MS = 10;
 const DEFAULT_BUSY_UTILIZATION = 0.9;
 /** How often a waiting round looks at the event loop again. */
 const POLL_MS = 1;
