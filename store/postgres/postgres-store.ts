@@ -176,6 +176,16 @@ function createPool(options: CheckedOptions): pg.Pool {
   // the pool has already dropped them, and the next call opens a fresh one. Without a
   // listener the event would crash the process.
   pool.on('error', () => undefined);
+  // And each connection keeps one listener of its own for its whole life. The pool
+  // listens while a connection is idle and a Lease while it is checked out
+  // (postgres-session.ts), and they do the bookkeeping; this one only makes sure that an
+  // error arriving in any moment between the two (seen once, under full-suite load,
+  // with sessions terminated mid-load) cannot crash the process. pg marks such a
+  // connection unqueryable, so its next statement fails (STORE_UNAVAILABLE) and the
+  // pool drops it on release: the call fails closed, as with any lost connection.
+  pool.on('connect', (client) => {
+    client.on('error', () => undefined);
+  });
   return pool;
 }
 
