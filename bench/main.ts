@@ -188,11 +188,15 @@ function perRequest(cpu: CpuAccount): CpuPerRequest {
  * profiles use, and how many requests it answered, so a profile can be read over one
  * kind of phase alone (bench/profile-phases.ts).
  */
-const profiledPhases: { service: LogVariant; phase: 'closed loop' | 'common rate'; startMicroseconds: number; endMicroseconds: number; requests: number }[] = [];
+interface MeasuredPhase {
+  readonly service: LogVariant;
+  readonly phase: 'closed loop' | 'common rate';
+}
+const profiledPhases: (MeasuredPhase & { startMicroseconds: number; endMicroseconds: number; requests: number })[] = [];
 const monotonicMicroseconds = (): number => Number(process.hrtime.bigint() / 1000n);
 
 /** Runs `load` and adds to `account` the CPU the service and this process spent meanwhile, and the requests answered. */
-async function withCpu(child: ChildProcess, account: CpuAccount, load: () => Promise<LoadRun>, phase?: { service: LogVariant; phase: 'closed loop' | 'common rate' }): Promise<LoadRun> {
+async function withCpu(child: ChildProcess, account: CpuAccount, load: () => Promise<LoadRun>, phase?: MeasuredPhase): Promise<LoadRun> {
   const serviceBefore = processCpuSeconds(child.pid);
   const threadsBefore = threadCpuSeconds(child.pid);
   const mainBefore = processCpuSeconds(child.pid, 'main thread');
