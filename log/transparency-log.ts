@@ -1,8 +1,7 @@
 /**
  * The transparency log as the signing path uses it: durable appends (the storage
  * layer group-commits concurrent appends into one fsync), signed checkpoints made in
- * the HSM and coalesced (one signature covers every entry appended meanwhile; while
- * the event loop is saturated a round waits a little for more, round-cadence.ts), and
+ * the HSM and coalesced (one signature covers every entry appended meanwhile), and
  * receipts — entry, inclusion proof, the checkpoint it proves against.
  *
  * Invariants:
@@ -27,7 +26,6 @@ import { canonicalJson } from './canonical-json.js';
 import { signCheckpoint, logIdOf, verifyCheckpoint, type LogDigestSigner } from './checkpoint.js';
 import { LogError } from './errors.js';
 import { NodeCache, nodeCacheKey } from './node-cache.js';
-import { busyLoopCadence, type RoundCadence } from './round-cadence.js';
 import {
   consistencyPlan,
   consistencyProof,
@@ -128,8 +126,6 @@ export class TransparencyLog {
   readonly publicKeyPem: string;
   readonly #store: SignetStore;
   readonly #sign: LogDigestSigner;
-  /** When each checkpoint signing round may start (round-cadence.ts). */
-  readonly #roundCadence: RoundCadence = busyLoopCadence();
   readonly #publicKey: KeyObject;
   /** The newest checkpoint known to be recorded: the one published. */
   #recorded: CheckpointRecord | null = null;
@@ -352,9 +348,6 @@ export class TransparencyLog {
    */
   async #planRound(previous: CheckpointRound | undefined, needed: number): Promise<{ head: TreeHead; reuse: SignedCheckpoint | undefined }> {
     const previousHead = previous === undefined ? undefined : await previous.head.catch(() => undefined);
-    // While the event loop is busy, the round waits a little so that one signature
-    // covers more entries (round-cadence.ts); the size is read after the wait.
-    await this.#roundCadence();
     const stored = previousHead === undefined ? await this.#store.log.latestCheckpoint() : null;
     const prior: TreeHead | null = previousHead ?? stored;
     // A checkpoint never covers an entry that could still be lost. The size the store
