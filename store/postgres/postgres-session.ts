@@ -66,8 +66,9 @@ export interface FailedWrite {
 
 /**
  * A connection checked out of the pool. While it is out, the pool no longer listens
- * for its errors; an error event without a listener would crash the process, so the
- * lease listens and remembers that the connection is unusable. A broken connection is
+ * for its errors, so the lease listens and remembers that the connection is unusable
+ * (every connection also keeps a listener of its own, postgres-store.ts, so that no
+ * error event can crash the process). A broken connection is
  * destroyed on release instead of going back to the pool, which then opens a fresh
  * one: that is how the store recovers once the database is back.
  */
