@@ -414,9 +414,13 @@ describe('quorum model', () => {
         executions += state.real.stats.executions;
         for (const [code, n] of state.real.stats.outcomes) outcomes.set(code, (outcomes.get(code) ?? 0) + n);
       }),
-      { numRuns: 100 },
+      // A fixed seed: this checks that the generators reach every outcome, not the
+      // property (the test above stays random). With a random seed the rarest outcome
+      // came in at 11–40 per 100 runs, and once at 5, failing a CI run; this seed
+      // reaches each at least 40 times, the same on every run.
+      { numRuns: 100, seed: 4 },
     );
-    // About 25 executions and hundreds of approvals per 100 runs; the bounds leave room for chance.
+    // About 25 executions and hundreds of approvals per 100 runs.
     expect(executions).toBeGreaterThan(8);
     for (const code of [
       'accepted',
