@@ -48,18 +48,23 @@ function frameName(frame: CallFrame): string {
   return `${frame.functionName === '' ? '(anonymous)' : frame.functionName}${where}`;
 }
 
-/** Microseconds per function (self, or inclusive of callees) over the windows. */
-function timeByFunction(profile: CpuProfile, windows: readonly Phase[], inclusive: boolean): Map<string, number> {
+/**
+ * Microseconds per function (self, or inclusive of callees) over the windows, and the
+ * time all the samples there stand for (inclusive times overlap, so their sum is not it).
+ */
+function timeByFunction(profile: CpuProfile, windows: readonly Phase[], inclusive: boolean): { byFunction: Map<string, number>; sampled: number } {
   const byId = new Map(profile.nodes.map((node) => [node.id, node]));
   const parent = new Map<number, number>();
   for (const node of profile.nodes) for (const child of node.children ?? []) parent.set(child, node.id);
   const totals = new Map<string, number>();
+  let sampled = 0;
   let time = profile.startTime;
   for (let i = 0; i < profile.samples.length; i += 1) {
     time += profile.timeDeltas[i] ?? 0;
     // A sample stands for the time until the next one.
     const weight = profile.timeDeltas[i + 1] ?? 0;
     if (!windows.some((w) => time >= w.startMicroseconds && time < w.endMicroseconds)) continue;
+    sampled += weight;
     const names = new Set<string>();
     for (let id: number | undefined = profile.samples[i]; id !== undefined; id = inclusive ? parent.get(id) : undefined) {
       const node = byId.get(id);
@@ -68,7 +73,7 @@ function timeByFunction(profile: CpuProfile, windows: readonly Phase[], inclusiv
     }
     for (const name of names) totals.set(name, (totals.get(name) ?? 0) + weight);
   }
-  return totals;
+  return { byFunction: totals, sampled };
 }
 
 function main(): void {
@@ -79,22 +84,21 @@ function main(): void {
   const [dir] = positionals;
   if (dir === undefined) throw new Error('usage: profile-phases DIR [--phase "common rate"|"closed loop"] [--top N] [--inclusive]');
   const phases = JSON.parse(readFileSync(join(dir, 'phases.json'), 'utf8')) as Phase[];
-  const perRequest = (service: string): { micros: Map<string, number>; requests: number } => {
+  const perRequest = (service: string): { micros: Map<string, number>; sampled: number; requests: number } => {
     const windows = phases.filter((p) => p.service === service && p.phase === values.phase);
     const requests = windows.reduce((sum, w) => sum + w.requests, 0);
     const profile = JSON.parse(readFileSync(join(dir, `service-log-${service}.cpuprofile`), 'utf8')) as CpuProfile;
-    const totals = timeByFunction(profile, windows, values.inclusive);
-    return { micros: new Map([...totals].map(([name, us]) => [name, us / requests])), requests };
+    const { byFunction, sampled } = timeByFunction(profile, windows, values.inclusive);
+    return { micros: new Map([...byFunction].map(([name, us]) => [name, us / requests])), sampled: sampled / requests, requests };
   };
   const on = perRequest('on');
   const off = perRequest('off');
-  const sum = (m: Map<string, number>): number => [...m.values()].reduce((a, b) => a + b, 0);
   const names = new Set([...on.micros.keys(), ...off.micros.keys()]);
   const rows = [...names].map((name) => ({ name, on: on.micros.get(name) ?? 0, off: off.micros.get(name) ?? 0 }));
   rows.sort((a, b) => Math.abs(b.on - b.off) - Math.abs(a.on - a.off));
   const out = [
     `${values.phase}: with the log ${on.requests} requests, without ${off.requests}; µs per request (${values.inclusive ? 'inclusive' : 'self'})`,
-    `${'all samples'.padEnd(70)} ${sum(on.micros).toFixed(1).padStart(8)} ${sum(off.micros).toFixed(1).padStart(8)}`,
+    `${'all samples'.padEnd(70)} ${on.sampled.toFixed(1).padStart(8)} ${off.sampled.toFixed(1).padStart(8)}`,
     `${'function'.padEnd(70)} ${'with'.padStart(8)} ${'without'.padStart(8)} ${'diff'.padStart(8)}`,
     ...rows.slice(0, Number(values.top)).map((r) => `${r.name.slice(0, 70).padEnd(70)} ${r.on.toFixed(1).padStart(8)} ${r.off.toFixed(1).padStart(8)} ${(r.on - r.off).toFixed(1).padStart(8)}`),
   ];
