@@ -75,6 +75,7 @@ import { openStore } from '../store/open-store.js';
 import { processCpuSeconds, threadCpuSeconds } from './cpu.js';
 import { closedLoop, openLoop, summarise, type LoadResult, type LoadRun, type LoadTarget } from './load.js';
 import { runLogBench } from './log-bench.js';
+import { meanInterval95 } from './stats.js';
 import { formatLogPathBench, runLogPathBench } from './log-path.js';
 import { formatStorageCompare, runStorageCompare } from './storage-compare.js';
 import { formatVerifyBench, runVerifyBench } from './verify-bench.js';
@@ -389,6 +390,7 @@ async function main(): Promise<void> {
     const ratiosByRound = (variant: LogVariant): number[] =>
       service(variant).runs.map((run, index) => summarise([run]).perSecond / summarise([service('off').runs[index] as LoadRun]).perSecond);
     const roundRatios = ratiosByRound('on');
+    const roundRatioInterval = meanInterval95(roundRatios);
     // CPU per answered request: where the log's cost goes when the machine is the limit.
     const cpuPerRequest = (variant: LogVariant): CpuPerRequest => perRequest(service(variant).cpu);
     const cpuByVariant = { on: cpuPerRequest('on'), off: cpuPerRequest('off'), promises: cpuPerRequest('promises') };
@@ -431,6 +433,8 @@ async function main(): Promise<void> {
         // The rate with the log over the rate without it, over all rounds and round by round.
         withLogOverWithout: max.perSecond / baseline.perSecond,
         withLogOverWithoutByRound: roundRatios,
+        // The rounds' mean and its 95% interval (bench/stats.ts): how far the figure can be trusted.
+        withLogOverWithoutRoundInterval: roundRatioInterval,
         withPromisesOverWithout: promising.perSecond / baseline.perSecond,
         withPromisesOverWithoutByRound: ratiosByRound('promises'),
         // CPU the identity step takes at the measured end-to-end rate, as a share of the whole machine.
@@ -458,6 +462,7 @@ async function main(): Promise<void> {
           row(`POST /v1/sign, ${connections} clients, max`, max),
           row(`  same, without the log (baseline)`, baseline),
           `  with the log / without                 ${percent(results.ratios.withLogOverWithout)}   (rounds: ${roundRatios.map(percent).join(', ')}; target ≥ 80%)`,
+          `    mean of the rounds ${percent(roundRatioInterval.mean)}, 95% interval ${percent(roundRatioInterval.low)} to ${percent(roundRatioInterval.high)}`,
           row(`  same, ${third.row}`, promising),
           `  ${third.ratio.padEnd(39)}${percent(results.ratios.withPromisesOverWithout)}   (rounds: ${results.ratios.withPromisesOverWithoutByRound.map(percent).join(', ')})`,
           `CPU per request, service + load generator: with the log ${cpuRow(cpuByVariant.on)}, without ${cpuRow(cpuByVariant.off)}, ${third.cpu} ${cpuRow(cpuByVariant.promises)}`,
