@@ -75,8 +75,8 @@ import { openStore } from '../store/open-store.js';
 import { processCpuSeconds, threadCpuSeconds } from './cpu.js';
 import { closedLoop, openLoop, summarise, type LoadResult, type LoadRun, type LoadTarget } from './load.js';
 import { runLogBench } from './log-bench.js';
-import { meanInterval95 } from './stats.js';
 import { formatLogPathBench, runLogPathBench } from './log-path.js';
+import { meanInterval95 } from './stats.js';
 import { formatStorageCompare, runStorageCompare } from './storage-compare.js';
 import { formatVerifyBench, runVerifyBench } from './verify-bench.js';
 
