@@ -59,7 +59,6 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -76,6 +75,7 @@ import { processCpuSeconds, threadCpuSeconds } from './cpu.js';
 import { closedLoop, openLoop, summarise, type LoadResult, type LoadRun, type LoadTarget } from './load.js';
 import { runLogBench } from './log-bench.js';
 import { formatLogPathBench, runLogPathBench } from './log-path.js';
+import { freePort } from './ports.js';
 import { meanInterval95 } from './stats.js';
 import { formatStorageCompare, runStorageCompare } from './storage-compare.js';
 import { formatVerifyBench, runVerifyBench } from './verify-bench.js';
@@ -119,16 +119,6 @@ function log(message: string): void {
   if (values.json !== true) process.stderr.write(`${message}\n`);
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => { resolve(typeof address === 'object' && address !== null ? address.port : 0); });
-    });
-    server.on('error', reject);
-  });
-}
 
 async function waitReady(url: string, ca: Buffer): Promise<void> {
   const { get } = await import('node:https');

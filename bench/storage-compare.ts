@@ -16,7 +16,6 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,6 +23,7 @@ import pg from 'pg';
 import { createDevTokenMinter, DEV_AUDIENCE } from '../cli/dev-issuer.js';
 import type { InitResult } from '../cli/init.js';
 import { closedLoop, summarise, type LoadResult, type LoadRun, type LoadTarget } from './load.js';
+import { freePort } from './ports.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const cli = join(here, '..', 'cli', 'main.js');
@@ -55,18 +55,6 @@ export interface StorageCompareResult {
   readonly loadAverage: { readonly before: readonly number[]; readonly after: readonly number[] };
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => {
-        resolve(typeof address === 'object' && address !== null ? address.port : 0);
-      });
-    });
-    server.on('error', reject);
-  });
-}
 
 async function waitReady(url: string, ca: Buffer): Promise<void> {
   const { get } = await import('node:https');

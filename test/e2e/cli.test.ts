@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli, startServe, type ServeProcess } from '../helpers/cli.js';
 import { httpsCall } from '../helpers/dev-env.js';
+import { freeServicePort } from '../helpers/ports.js';
 
 interface InitJson {
   config: string;
@@ -25,13 +26,10 @@ interface InitJson {
 let dir: string;
 let init: InitJson;
 
-function freePort(): number {
-  return 20_000 + Math.floor(Math.random() * 20_000);
-}
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'signet-cli-'));
-  const result = await runCli(['init', '--dir', dir, '--json', '--port', String(freePort())]);
+  const result = await runCli(['init', '--dir', dir, '--json', '--port', String(await freeServicePort())]);
   expect(result.stderr).toBe('');
   expect(result.code).toBe(0);
   init = JSON.parse(result.stdout) as InitJson;
