@@ -75,7 +75,7 @@ import { processCpuSeconds, threadCpuSeconds } from './cpu.js';
 import { closedLoop, openLoop, summarise, type LoadResult, type LoadRun, type LoadTarget } from './load.js';
 import { runLogBench } from './log-bench.js';
 import { formatLogPathBench, runLogPathBench } from './log-path.js';
-import { freePort } from './ports.js';
+import { freePort, waitReady } from './local-service.js';
 import { meanInterval95 } from './stats.js';
 import { formatStorageCompare, runStorageCompare } from './storage-compare.js';
 import { formatVerifyBench, runVerifyBench } from './verify-bench.js';
@@ -117,22 +117,6 @@ const against = ((): { readonly dir: string; readonly serve: string; readonly lo
 
 function log(message: string): void {
   if (values.json !== true) process.stderr.write(`${message}\n`);
-}
-
-
-async function waitReady(url: string, ca: Buffer): Promise<void> {
-  const { get } = await import('node:https');
-  for (let i = 0; i < 100; i += 1) {
-    const ok = await new Promise<boolean>((resolve) => {
-      get(`${url}/readyz`, { ca, agent: false }, (res) => {
-        res.resume();
-        resolve(res.statusCode === 200);
-      }).on('error', () => { resolve(false); });
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error('the service did not become ready');
 }
 
 type LogVariant = 'on' | 'off' | 'promises';
@@ -337,7 +321,7 @@ async function main(): Promise<void> {
     services.set(variant, { port: servicePort, child: startBenchService(init.config, servicePort, database, variant), nextToken: 0, runs: [], cpu: emptyCpu(), database, log: { entries: 0, checkpoints: 0 } });
     // One at a time: SoftHSM processes starting together on one token directory
     // sometimes miss the token while another rewrites its files.
-    await waitReady(urlOf(servicePort), ca);
+    await waitReady(urlOf(servicePort), ca, 100);
   }
   const service = (variant: LogVariant): BenchService => {
     const found = services.get(variant);

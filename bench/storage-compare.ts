@@ -23,7 +23,7 @@ import pg from 'pg';
 import { createDevTokenMinter, DEV_AUDIENCE } from '../cli/dev-issuer.js';
 import type { InitResult } from '../cli/init.js';
 import { closedLoop, summarise, type LoadResult, type LoadRun, type LoadTarget } from './load.js';
-import { freePort } from './ports.js';
+import { freePort, waitReady } from './local-service.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const cli = join(here, '..', 'cli', 'main.js');
@@ -53,24 +53,6 @@ export interface StorageCompareResult {
   readonly twoReplicasOverSqlite: number;
   /** The machine's load averages (1, 5, 15 min) as the measured rounds began and ended: the rates depend on what else ran. */
   readonly loadAverage: { readonly before: readonly number[]; readonly after: readonly number[] };
-}
-
-
-async function waitReady(url: string, ca: Buffer): Promise<void> {
-  const { get } = await import('node:https');
-  for (let i = 0; i < 300; i += 1) {
-    const ok = await new Promise<boolean>((resolve) => {
-      get(`${url}/readyz`, { ca, agent: false }, (res) => {
-        res.resume();
-        resolve(res.statusCode === 200);
-      }).on('error', () => {
-        resolve(false);
-      });
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`the service at ${url} did not become ready`);
 }
 
 function init(dir: string, port: number, postgres?: { url: string; schema: string }): InitResult {
@@ -124,7 +106,7 @@ export async function runStorageCompare(options: StorageCompareOptions): Promise
     children.push(serve(sqliteInit.config, ports.sqlite, { database: sqliteInit.database }));
     children.push(serve(postgresInit.config, ports.postgres, { poolSize: options.poolSize }));
     children.push(serve(postgresInit.config, ports.second, { poolSize: options.poolSize }));
-    for (const { init: made, urls } of Object.values(services)) for (const url of urls) await waitReady(url, readFileSync(made.caCert));
+    for (const { init: made, urls } of Object.values(services)) for (const url of urls) await waitReady(url, readFileSync(made.caCert), 300);
 
     // Tokens for the whole run, per set-up (each has its own dev issuer), sized for
     // 800/s (above any rate measured here); a variant that ran out would show failures.
