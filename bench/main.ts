@@ -436,7 +436,7 @@ async function main(): Promise<void> {
           row(`POST /v1/sign, ${connections} clients, max`, max),
           row(`  same, without the log (baseline)`, baseline),
           `  with the log / without                 ${percent(results.ratios.withLogOverWithout)}   (rounds: ${roundRatios.map(percent).join(', ')}; target ≥ 80%)`,
-          `    mean of the rounds ${percent(roundRatioInterval.mean)}, 95% interval ${percent(roundRatioInterval.low)} to ${percent(roundRatioInterval.high)}`,
+          `    mean of the rounds ${percent(roundRatioInterval.mean)}, ${Number.isNaN(roundRatioInterval.halfWidth) ? 'no interval from one round' : `95% interval ${percent(roundRatioInterval.low)} to ${percent(roundRatioInterval.high)}`}`,
           row(`  same, ${third.row}`, promising),
           `  ${third.ratio.padEnd(39)}${percent(results.ratios.withPromisesOverWithout)}   (rounds: ${results.ratios.withPromisesOverWithoutByRound.map(percent).join(', ')})`,
           `CPU per request, service + load generator: with the log ${cpuRow(cpuByVariant.on)}, without ${cpuRow(cpuByVariant.off)}, ${third.cpu} ${cpuRow(cpuByVariant.promises)}`,
