@@ -1,24 +1,56 @@
 /**
- * Starting a service the benchmark runs on loopback: a port to give it, and a wait
- * until it answers.
+ * Starting a service on loopback, for the benchmark and the end-to-end tests: a port to
+ * give it, and a wait until it answers.
  */
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 
-/**
- * A loopback port for a service: one the kernel hands out for an ephemeral listener,
- * closed again at once. The service binds it a moment later.
- */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+/** The lowest port chosen (below it: well-known and registered services). */
+const LOWEST = 10_000;
+
+/** The kernel's ephemeral port range, or Linux's default where it cannot be read. */
+function ephemeralRange(): { start: number; end: number } {
+  try {
+    const [start, end] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    if (Number.isInteger(start) && Number.isInteger(end)) return { start: start as number, end: end as number };
+  } catch {
+    // Not Linux, or no procfs: use the default.
+  }
+  return { start: 32_768, end: 60_999 };
+}
+
+function isFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
+    server.once('error', () => {
+      resolve(false);
+    });
+    server.listen(port, '127.0.0.1', () => {
       server.close(() => {
-        resolve(typeof address === 'object' && address !== null ? address.port : 0);
+        resolve(true);
       });
     });
-    server.on('error', reject);
   });
+}
+
+/**
+ * A free loopback port outside the kernel's ephemeral range, for a service started a
+ * moment later (or written into its config by `signet init --port` first).
+ *
+ * Not one the kernel hands out for `listen(0)`: that port is in the ephemeral range
+ * (Linux: 32768–60999), where any outgoing connection made meanwhile (HTTPS clients,
+ * PostgreSQL, another service's start-up) can take it before the service binds it, or
+ * while a killed service restarts: that was seen as EADDRINUSE. So the port is chosen
+ * below that range, at random, and checked free when chosen.
+ */
+export async function freeServicePort(): Promise<number> {
+  const { start, end } = ephemeralRange();
+  const [low, high] = start - LOWEST >= 5_000 ? [LOWEST, start] : [end + 1, 65_536];
+  for (let attempt = 0; attempt < 100; attempt += 1) {
+    const port = low + Math.floor(Math.random() * (high - low));
+    if (await isFree(port)) return port;
+  }
+  throw new Error(`no free loopback port in [${low}, ${high})`);
 }
 
 /** Polls `GET url/readyz` every 100 ms until it answers 200, at most `attempts` times. */

@@ -75,7 +75,7 @@ import { processCpuSeconds, threadCpuSeconds } from './cpu.js';
 import { closedLoop, openLoop, summarise, type LoadResult, type LoadRun, type LoadTarget } from './load.js';
 import { runLogBench } from './log-bench.js';
 import { formatLogPathBench, runLogPathBench } from './log-path.js';
-import { freePort, waitReady } from './local-service.js';
+import { freeServicePort, waitReady } from './local-service.js';
 import { meanInterval95 } from './stats.js';
 import { formatStorageCompare, runStorageCompare } from './storage-compare.js';
 import { formatVerifyBench, runVerifyBench } from './verify-bench.js';
@@ -237,7 +237,7 @@ async function stopBenchService(child: ChildProcess): Promise<void> {
 
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'signet-bench-'));
-  const port = await freePort();
+  const port = await freeServicePort();
   log(`set-up in ${dir}`);
   const init = await runInit({ dir, port, force: false });
   const store = await openStore({ driver: 'sqlite', sqlite: { path: init.database } });
@@ -317,7 +317,7 @@ async function main(): Promise<void> {
   for (const variant of variants) {
     const database = variant === 'on' ? init.database : join(dir, `log-${variant}.db`);
     if (variant !== 'on') copyFileSync(init.database, database);
-    const servicePort = variant === 'on' ? port : await freePort();
+    const servicePort = variant === 'on' ? port : await freeServicePort();
     services.set(variant, { port: servicePort, child: startBenchService(init.config, servicePort, database, variant), nextToken: 0, runs: [], cpu: emptyCpu(), database, log: { entries: 0, checkpoints: 0 } });
     // One at a time: SoftHSM processes starting together on one token directory
     // sometimes miss the token while another rewrites its files.
@@ -517,7 +517,7 @@ async function verifyFigures(): Promise<void> {
     releaseMiB: Number(values['release-mib'] ?? '1024'),
     rounds,
     keep: values.keep === true,
-    port: await freePort(),
+    port: await freeServicePort(),
     log,
   });
   process.stdout.write(values.json === true ? `${JSON.stringify({ verify: result }, null, 2)}\n` : formatVerifyBench(result));

@@ -23,7 +23,7 @@ import pg from 'pg';
 import { createDevTokenMinter, DEV_AUDIENCE } from '../cli/dev-issuer.js';
 import type { InitResult } from '../cli/init.js';
 import { closedLoop, summarise, type LoadResult, type LoadRun, type LoadTarget } from './load.js';
-import { freePort, waitReady } from './local-service.js';
+import { freeServicePort, waitReady } from './local-service.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const cli = join(here, '..', 'cli', 'main.js');
@@ -94,7 +94,7 @@ export async function runStorageCompare(options: StorageCompareOptions): Promise
   try {
     await admin.query(`CREATE SCHEMA ${schema}`);
     log(`set-ups in ${dir} (SQLite) and PostgreSQL schema ${schema}`);
-    const ports = { sqlite: await freePort(), postgres: await freePort(), second: await freePort() };
+    const ports = { sqlite: await freeServicePort(), postgres: await freeServicePort(), second: await freeServicePort() };
     const sqliteInit = init(join(dir, 'sqlite'), ports.sqlite);
     const postgresInit = init(join(dir, 'postgres'), ports.postgres, { url: options.postgresUrl, schema });
 

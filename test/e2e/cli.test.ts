@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli, startServe, type ServeProcess } from '../helpers/cli.js';
 import { httpsCall } from '../helpers/dev-env.js';
-import { freeServicePort } from '../helpers/ports.js';
+import { freeServicePort } from '../../bench/local-service.js';
 
 interface InitJson {
   config: string;

@@ -15,7 +15,7 @@ import { describe, expect, it } from 'vitest';
 import { createDevTokenMinter, DEV_AUDIENCE } from '../../cli/dev-issuer.js';
 import { runLogVerify } from '../../cli/log-verify.js';
 import { runCli, startServe } from '../helpers/cli.js';
-import { freeServicePort } from '../helpers/ports.js';
+import { freeServicePort } from '../../bench/local-service.js';
 
 const KILLS = 50;
 

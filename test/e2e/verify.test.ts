@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI, runCli, startServe, type CliResult, type ServeProcess } from '../helpers/cli.js';
 import { httpsCall } from '../helpers/dev-env.js';
-import { freeServicePort } from '../helpers/ports.js';
+import { freeServicePort } from '../../bench/local-service.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const COMMIT = '4c1e0b1d9a7f3e2b6c5d8e9f0a1b2c3d4e5f6a7b';

@@ -18,7 +18,7 @@ import { expect } from 'vitest';
 import { DEV_AUDIENCE, mintDevToken } from '../../cli/dev-issuer.js';
 import { runCli, startServe, type CliResult, type ServeProcess } from './cli.js';
 import { httpsCall } from './dev-env.js';
-import { freeServicePort } from './ports.js';
+import { freeServicePort } from '../../bench/local-service.js';
 
 export interface InitJson {
   config: string;
