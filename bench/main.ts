@@ -76,6 +76,7 @@ import { closedLoop, openLoop, summarise, type LoadResult, type LoadRun, type Lo
 import { runLogBench } from './log-bench.js';
 import { formatLogPathBench, runLogPathBench } from './log-path.js';
 import { freeServicePort, waitReady } from './local-service.js';
+import { PHASES_FILE, type ProfiledPhase } from './phases.js';
 import { meanInterval95 } from './stats.js';
 import { formatStorageCompare, runStorageCompare } from './storage-compare.js';
 import { formatVerifyBench, runVerifyBench } from './verify-bench.js';
@@ -165,9 +166,9 @@ function perRequest(cpu: CpuAccount): CpuPerRequest {
  */
 interface MeasuredPhase {
   readonly service: LogVariant;
-  readonly phase: 'closed loop' | 'common rate';
+  readonly phase: ProfiledPhase['phase'];
 }
-const profiledPhases: (MeasuredPhase & { startMicroseconds: number; endMicroseconds: number; requests: number })[] = [];
+const profiledPhases: ProfiledPhase[] = [];
 const monotonicMicroseconds = (): number => Number(process.hrtime.bigint() / 1000n);
 
 /** Runs `load` and adds to `account` the CPU the service and this process spent meanwhile, and the requests answered. */
@@ -455,7 +456,7 @@ async function main(): Promise<void> {
     }
   } finally {
     for (const { child } of services.values()) await stopBenchService(child);
-    if (values.profile !== undefined) writeFileSync(join(values.profile, 'phases.json'), JSON.stringify(profiledPhases, null, 2));
+    if (values.profile !== undefined) writeFileSync(join(values.profile, PHASES_FILE), JSON.stringify(profiledPhases, null, 2));
     if (values.keep !== true) rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -15,6 +15,7 @@
 import { readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { PHASES_FILE, type ProfiledPhase } from './phases.js';
 
 interface CallFrame {
   readonly functionName: string;
@@ -35,13 +36,6 @@ interface CpuProfile {
   readonly timeDeltas: readonly number[];
 }
 
-interface Phase {
-  readonly service: string;
-  readonly phase: string;
-  readonly startMicroseconds: number;
-  readonly endMicroseconds: number;
-  readonly requests: number;
-}
 
 function frameName(frame: CallFrame): string {
   const where = frame.url === '' ? '' : ` ${basename(frame.url)}:${frame.lineNumber + 1}`;
@@ -52,7 +46,7 @@ function frameName(frame: CallFrame): string {
  * Microseconds per function (self, or inclusive of callees) over the windows, and the
  * time all the samples there stand for (inclusive times overlap, so their sum is not it).
  */
-function timeByFunction(profile: CpuProfile, windows: readonly Phase[], inclusive: boolean): { byFunction: Map<string, number>; sampled: number } {
+function timeByFunction(profile: CpuProfile, windows: readonly ProfiledPhase[], inclusive: boolean): { byFunction: Map<string, number>; sampled: number } {
   const byId = new Map(profile.nodes.map((node) => [node.id, node]));
   const parent = new Map<number, number>();
   for (const node of profile.nodes) for (const child of node.children ?? []) parent.set(child, node.id);
@@ -83,7 +77,7 @@ function main(): void {
   });
   const [dir] = positionals;
   if (dir === undefined) throw new Error('usage: profile-phases DIR [--phase "common rate"|"closed loop"] [--top N] [--inclusive]');
-  const phases = JSON.parse(readFileSync(join(dir, 'phases.json'), 'utf8')) as Phase[];
+  const phases = JSON.parse(readFileSync(join(dir, PHASES_FILE), 'utf8')) as ProfiledPhase[];
   const perRequest = (service: string): { micros: Map<string, number>; sampled: number; requests: number } => {
     const windows = phases.filter((p) => p.service === service && p.phase === values.phase);
     const requests = windows.reduce((sum, w) => sum + w.requests, 0);
