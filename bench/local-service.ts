@@ -1,6 +1,6 @@
 /**
- * Starting a service on loopback, for the benchmark and the end-to-end tests: a port to
- * give it, and a wait until it answers.
+ * Starting a service on loopback: a port to give it (the benchmark and the end-to-end
+ * tests), and a wait until it answers (the benchmark).
  */
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
