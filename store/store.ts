@@ -173,6 +173,14 @@ export interface LogRepository {
    * process knows of any; optional, for stores that track it.
    */
   durableSize?(): number;
+  /**
+   * For stores that group-commit writes: resolves once the group commit in progress
+   * (or, if none is, the one already scheduled) has settled, durable or failed;
+   * undefined when there is none. It waits for that one group only, and never for a
+   * call made later. A checkpoint round waits for it before it takes its size, so that
+   * one signature covers those entries too. Optional.
+   */
+  commitInFlight?(): Promise<void> | undefined;
   entry(index: number): Promise<LogEntryRecord | null>;
   /** Entries [start, end), at most 1000. */
   entries(start: number, end: number): Promise<LogEntryRecord[]>;

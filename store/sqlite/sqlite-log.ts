@@ -78,6 +78,10 @@ export class SqliteLogRepository implements LogRepository {
     return this.#operations.durableSize();
   }
 
+  commitInFlight(): Promise<void> | undefined {
+    return this.#operations.commitInFlight();
+  }
+
   entry(index: number): Promise<LogEntryRecord | null> {
     return this.#run(`reading log entry ${describeNumber(index)}`, () => this.#operations.entry(index), 'read');
   }
@@ -247,6 +251,11 @@ export class SqliteLogOperations {
 
   size(): number {
     return this.#size();
+  }
+
+  /** See LogRepository.commitInFlight. */
+  commitInFlight(): Promise<void> | undefined {
+    return this.#access.commitInFlight();
   }
 
   /** See #durableSize: known without a read, and without waiting for the writes queued. */

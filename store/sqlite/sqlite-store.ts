@@ -285,6 +285,10 @@ class SqliteStore implements SignetStore {
   #groupQueued = false;
   /** The timer that flushes deferred calls if no other call does first. */
   #deferredFlush: NodeJS.Timeout | undefined;
+  /** Told when the group running now has settled (#commitInFlight); undefined between groups. */
+  #runningGroupWaiters: (() => void)[] | undefined;
+  /** Told when the next group to start has settled. */
+  #nextGroupWaiters: (() => void)[] = [];
   /**
    * Where SqliteAccess.afterDurable puts callbacks: the list of the write running now
    * (set only while one of its synchronous operations runs), else undefined.
@@ -300,6 +304,7 @@ class SqliteStore implements SignetStore {
       db,
       statement: (sql) => this.#statement(sql),
       afterDurable: (callback) => this.#afterDurable?.push(callback),
+      commitInFlight: () => this.#commitInFlight(),
     };
     this.#operations = Object.freeze({
       keys: new SqliteKeyOperations(access),
@@ -484,8 +489,39 @@ class SqliteStore implements SignetStore {
       }
       const group = this.#pending;
       this.#pending = [];
-      return group.length === 0 ? undefined : this.#runGroup(group);
+      // Whoever waited for the group scheduled now waits for this one, as do those who
+      // ask while it runs; all are told once its calls have settled (#settleWhenDurable),
+      // or once it has ended some other way (it failed before its commit).
+      this.#runningGroupWaiters = this.#nextGroupWaiters;
+      this.#nextGroupWaiters = [];
+      const running = group.length === 0 ? undefined : this.#runGroup(group);
+      if (running === undefined) this.#releaseGroupWaiters();
+      else return running.finally(() => {
+        this.#releaseGroupWaiters();
+      });
+      return undefined;
     });
+  }
+
+  #releaseGroupWaiters(): void {
+    const waiters = this.#runningGroupWaiters;
+    this.#runningGroupWaiters = undefined;
+    for (const waiter of waiters ?? []) waiter();
+  }
+
+  /**
+   * The group commit running now (from its first statement until its calls have
+   * settled, after the fsync), or, if none is, the one already scheduled: resolves once
+   * it has settled. Undefined if neither exists (deferred calls alone schedule nothing
+   * until their timer fires). It never waits for more than that one group, and every
+   * group settles (the queue runs each one scheduled, close() included), so a waiter is
+   * always released.
+   */
+  #commitInFlight(): Promise<void> | undefined {
+    const running = this.#runningGroupWaiters;
+    if (running !== undefined) return new Promise<void>((resolve) => running.push(resolve));
+    if (this.#pending.length === 0 || !(this.#flushScheduled || this.#groupQueued)) return undefined;
+    return new Promise<void>((resolve) => this.#nextGroupWaiters.push(resolve));
   }
 
   /** Synchronous unless the group holds a transaction, whose `work` is awaited in its turn. */
@@ -572,6 +608,7 @@ class SqliteStore implements SignetStore {
       if (outcome?.ok === true && failure === null) call.resolve(outcome.value);
       else call.reject(outcome?.ok === false ? outcome.error : failure);
     });
+    this.#releaseGroupWaiters();
   }
 
   /** Runs a write's synchronous `operation` with SqliteAccess.afterDurable collecting into `afterDurable`. */

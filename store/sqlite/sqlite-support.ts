@@ -40,6 +40,8 @@ export interface SqliteAccess {
    * an uncommitted write may yet be rolled back and its key reused.
    */
   afterDurable(callback: () => void): void;
+  /** See LogRepository.commitInFlight (store.ts). */
+  commitInFlight(): Promise<void> | undefined;
 }
 
 /**

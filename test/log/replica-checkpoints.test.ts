@@ -8,45 +8,16 @@
  * digest as given, as the HSM does): what is tested is the log's handling of stored
  * checkpoints, not the HSM (which the service tests exercise).
  */
-import { execFile } from 'node:child_process';
-import { createHash, generateKeyPairSync } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { createHash } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
 import { signCheckpoint, logIdOf, verifyCheckpoint } from '../../log/checkpoint.js';
 import { TransparencyLog } from '../../log/transparency-log.js';
 import { StoreError } from '../../store/errors.js';
 import type { LogEntryInput, SignetStore } from '../../store/store.js';
 import { describeStore } from '../store/backends.js';
+import { digestSigner, keyPair } from './log-key.js';
 
 const ORIGIN = 'signet.test/replicas';
-
-const keyDir = mkdtempSync(join(tmpdir(), 'signet-replica-log-'));
-afterAll(() => {
-  rmSync(keyDir, { recursive: true, force: true });
-});
-let keys = 0;
-
-/** `privateKey` is the path of a PEM key file. */
-function keyPair(): { privateKey: string; publicKeyPem: string } {
-  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  const path = join(keyDir, `log-${(keys += 1)}.pem`);
-  writeFileSync(path, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
-  return { privateKey: path, publicKeyPem: publicKey.export({ type: 'spki', format: 'pem' }).toString() };
-}
-
-/** ECDSA over an already computed SHA-256 digest, DER output, as the HSM signs it. */
-function digestSigner(keyFile: string): (digest: Buffer) => Promise<Buffer> {
-  return (digest) =>
-    new Promise((resolve, reject) => {
-      const child = execFile('openssl', ['pkeyutl', '-sign', '-inkey', keyFile], { encoding: 'buffer' }, (error, stdout) => {
-        if (error === null) resolve(stdout);
-        else reject(new Error('openssl pkeyutl failed', { cause: error }));
-      });
-      child.stdin?.end(digest);
-    });
-}
 
 function entries(count: number, from: number): LogEntryInput[] {
   return Array.from({ length: count }, (_, i) => ({

@@ -247,6 +247,51 @@ describeStore('log', (t) => {
     });
   });
 
+  describe('commitInFlight (SQLite)', () => {
+    it('is undefined on an idle store and with only a deferred write waiting', async () => {
+      if (t.backend !== 'sqlite') return;
+      expect(t.store.log.commitInFlight?.()).toBeUndefined();
+      await t.store.log.append(inputs('first', 1));
+      expect(t.store.log.commitInFlight?.()).toBeUndefined();
+      // A checkpoint record is deferred: it schedules no group commit of its own.
+      const recording = t.store.log.addCheckpoint({ size: 1, rootHash: leafHash(leafOf('first0')), note: 'note\n', createdAt: '2025-01-01T00:00:00Z' });
+      expect(t.store.log.commitInFlight?.()).toBeUndefined();
+      await recording;
+    });
+
+    it('resolves once the group scheduled or running has settled, not after the next one', async () => {
+      if (t.backend !== 'sqlite') return;
+      const durableSize = (): number | undefined => t.store.log.durableSize?.();
+      // Scheduled, not started: the wait ends once that group is durable.
+      const scheduled = t.store.log.append(inputs('scheduled', 2));
+      const waited = t.store.log.commitInFlight?.();
+      expect(waited).toBeDefined();
+      await waited;
+      expect(durableSize()).toBe(2);
+      await scheduled;
+      // Running (a transaction held open): the wait covers it, not a write queued after.
+      let release!: () => void;
+      const held = new Promise<void>((resolve) => (release = resolve));
+      let running!: () => void;
+      const started = new Promise<void>((resolve) => (running = resolve));
+      const transaction = t.store.transaction(async (tx) => {
+        await tx.log.append(inputs('held', 3));
+        running();
+        await held;
+      });
+      await started;
+      const whileRunning = t.store.log.commitInFlight?.();
+      expect(whileRunning).toBeDefined();
+      const queuedAfter = t.store.log.append(inputs('after', 4));
+      release();
+      await whileRunning;
+      expect(durableSize()).toBe(5);
+      await transaction;
+      await queuedAfter;
+      expect(durableSize()).toBe(9);
+    });
+  });
+
   describe('indexOfLeafHash', () => {
     it('returns the lowest index holding a leaf, or null', async () => {
       await t.store.log.append([input('a'), input('b'), input('a'), input('b')]);
