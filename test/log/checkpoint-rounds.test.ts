@@ -64,6 +64,25 @@ describe('checkpoint rounds', () => {
       await opened.log.append(entries(1, 3));
       return opened;
     };
+    /**
+     * A group commit at work: a transaction that has appended entries 4 and 5 and is
+     * held open (as one whose other writes are still running would be) until
+     * `release()`; it then commits, or rolls back if `fail`.
+     */
+    const heldGroup = async (log: TransparencyLog, fail = false): Promise<{ release: () => void; settled: Promise<void> }> => {
+      const hold = gate();
+      const inside = gate();
+      const settled = t.store.transaction(async (tx) => {
+        await log.appendIn(tx, entries(2, 4));
+        inside.open();
+        await hold.opened;
+        if (fail) throw new Error('abandoned');
+      });
+      // The test awaits the outcome; until then a rejection is not unhandled.
+      settled.catch(() => undefined);
+      await inside.opened;
+      return { release: hold.open, settled };
+    };
 
     it('start at once on an idle store, over what is durable', async () => {
       const { log, publicKeyPem } = open(t.store);
@@ -77,20 +96,11 @@ describe('checkpoint rounds', () => {
     it('wait for the group commit in flight and cover its entries with the same signature (SQLite)', async () => {
       if (t.backend !== 'sqlite') return;
       const { log, publicKeyPem } = await started();
-      // A group commit at work: a transaction that has appended two entries and is
-      // held open, as one whose other writes are still running would be.
-      const hold = gate();
-      const inside = gate();
-      const transaction = t.store.transaction(async (tx) => {
-        await log.appendIn(tx, entries(2, 4));
-        inside.open();
-        await hold.opened;
-      });
-      await inside.opened;
+      const group = await heldGroup(log);
       // The receipt of an entry durable before it waits for that group…
       const early = receiptOf(log, 3);
-      hold.open();
-      await transaction;
+      group.release();
+      await group.settled;
       // …and its checkpoint covers the group's entries, whose receipts then need no
       // signature of their own.
       const receipt = await early;
@@ -104,23 +114,16 @@ describe('checkpoint rounds', () => {
     it('wait for that one group only, not for the writes queued behind it (SQLite)', async () => {
       if (t.backend !== 'sqlite') return;
       const { log, publicKeyPem } = await started();
-      const hold = gate();
-      const inside = gate();
-      const transaction = t.store.transaction(async (tx) => {
-        await log.appendIn(tx, entries(2, 4));
-        inside.open();
-        await hold.opened;
-      });
-      await inside.opened;
+      const group = await heldGroup(log);
       const early = receiptOf(log, 3);
       // Queued while the round waits: the next group commit's, not the one it waits for.
       const after = log.append(entries(4, 6));
       await yieldTurns(2);
-      hold.open();
+      group.release();
       const receipt = await early;
       expect(receipt.treeSize).toBe(6);
       expectValidReceipt(receipt, 3, publicKeyPem);
-      await transaction;
+      await group.settled;
       await after;
       const last = await receiptOf(log, 9);
       expect(last.treeSize).toBe(10);
@@ -130,18 +133,10 @@ describe('checkpoint rounds', () => {
     it('go on over what is durable when the group they waited for fails (SQLite)', async () => {
       if (t.backend !== 'sqlite') return;
       const { log, publicKeyPem } = await started();
-      const hold = gate();
-      const inside = gate();
-      const transaction = t.store.transaction(async (tx) => {
-        await log.appendIn(tx, entries(2, 4));
-        inside.open();
-        await hold.opened;
-        throw new Error('abandoned');
-      });
-      await inside.opened;
+      const group = await heldGroup(log, true);
       const early = receiptOf(log, 3);
-      hold.open();
-      await expect(transaction).rejects.toThrow('abandoned');
+      group.release();
+      await expect(group.settled).rejects.toThrow('abandoned');
       // The rolled-back entries are in no checkpoint.
       const receipt = await early;
       expect(receipt.treeSize).toBe(4);
