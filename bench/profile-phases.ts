@@ -36,7 +36,6 @@ interface CpuProfile {
   readonly timeDeltas: readonly number[];
 }
 
-
 function frameName(frame: CallFrame): string {
   const where = frame.url === '' ? '' : ` ${basename(frame.url)}:${frame.lineNumber + 1}`;
   return `${frame.functionName === '' ? '(anonymous)' : frame.functionName}${where}`;

@@ -495,11 +495,13 @@ class SqliteStore implements SignetStore {
       this.#runningGroupWaiters = this.#nextGroupWaiters;
       this.#nextGroupWaiters = [];
       const running = group.length === 0 ? undefined : this.#runGroup(group);
-      if (running === undefined) this.#releaseGroupWaiters();
-      else return running.finally(() => {
+      if (running === undefined) {
+        this.#releaseGroupWaiters();
+        return undefined;
+      }
+      return running.finally(() => {
         this.#releaseGroupWaiters();
       });
-      return undefined;
     });
   }
 

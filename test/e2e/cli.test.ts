@@ -26,7 +26,6 @@ interface InitJson {
 let dir: string;
 let init: InitJson;
 
-
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'signet-cli-'));
   const result = await runCli(['init', '--dir', dir, '--json', '--port', String(await freeServicePort())]);
