@@ -30,7 +30,11 @@
  * completed, and an append for the left siblings of the nodes it completes, which are
  * nearly always among the newest. A node enters the cache only after its write
  * committed and was fsynced (SqliteAccess.afterDurable): a rolled-back append's nodes
- * never do, though its indexes are reused by the next append.
+ * never do, though its indexes are reused by the next append. Within one group commit
+ * an append also starts from where the previous one on this connection left the log
+ * (its size and newest nodes, `#tail`), unless anything failed or rolled back since
+ * (SqliteAccess.writeEpoch): the group holds the write lock, so nothing else can have
+ * appended, and the rows that previous append wrote are still there.
  */
 import { StoreError } from '../errors.js';
 import { HASH_SIZE, leafHash, nodeKey, nodesCompletedByAppend, type NodeHash, type NodeLookup, type NodeRef } from '../../log/merkle.js';
@@ -127,6 +131,9 @@ export class SqliteLogRepository implements LogRepository {
 }
 
 const ENTRY_COLUMNS = 'idx, kind, leaf, leaf_hash, integrated_time, linked_idx';
+
+/** The newest node written at each level (index = level), as SqliteLogOperations#tail keeps them. */
+type NewestNodes = ({ readonly index: number; readonly hash: Buffer } | undefined)[];
 const CHECKPOINT_COLUMNS = 'size, root_hash, note, created_at';
 /**
  * The hashes a node can be in: the leaf hash (level 0) and the subtree hashes (levels
@@ -195,6 +202,15 @@ export class SqliteLogOperations {
    * so every entry below this index is durable too.
    */
   #durableSize = 0;
+  /**
+   * Where this connection's newest append left the log, while nothing can have changed
+   * it since (SqliteAccess.writeEpoch: within one group commit, with no failure): the
+   * size, and the newest node written at each level. The next append in the same group
+   * starts from it instead of reading max(idx) and the left siblings it needs back from
+   * the table (the previous entry is nearly always in the same group, not yet durable,
+   * so not in #durableNodes).
+   */
+  #tail: { readonly epoch: number; readonly size: number; readonly newest: NewestNodes } | undefined;
 
   constructor(access: SqliteAccess) {
     this.#access = access;
@@ -204,19 +220,25 @@ export class SqliteLogOperations {
     const entries = requireLogEntryInputs(candidate);
     // Every node written or read by this append, cached once the append is durable.
     const touched: NodeHash[] = [];
+    const epoch = this.#access.writeEpoch();
+    const tail = this.#tail?.epoch === epoch ? this.#tail : undefined;
+    // Cleared now, set again only if this append returns: a failed one may leave
+    // `newest` half updated, and the epoch changes with it anyway.
+    this.#tail = undefined;
+    // Left siblings completed earlier in this batch, or by an earlier append of this
+    // group, are not read back from the table. The left sibling of a node being
+    // completed is always the latest node completed at its level, so one slot per level
+    // holds every one this batch can need; older ones (the right edge of the tree before
+    // the group) come from storage.
+    const newest: NewestNodes = tail?.newest ?? [];
     const write = (): AppendResult => {
-      const firstIndex = this.#size();
+      const firstIndex = tail?.size ?? this.#size();
       requireLinksBefore(entries, firstIndex);
       const insertEntry = this.#access.statement(
         `INSERT INTO log_entries (${ENTRY_COLUMNS}, subtree_hashes) VALUES (?, ?, ?, ?, ?, ?, ?)`,
       );
-      // Left siblings completed earlier in this batch are not read back from the table.
-      // The left sibling of a node being completed is always the latest node completed
-      // at its level, so one slot per level holds every one this batch can need; older
-      // ones (the right edge of the tree before the batch) come from storage.
-      const latest: ({ readonly index: number; readonly hash: Buffer } | undefined)[] = [];
       const lookup: NodeLookup = (ref) => {
-        const slot = latest[ref.level];
+        const slot = newest[ref.level];
         if (slot?.index === ref.index) return slot.hash;
         const hash = this.#requiredNode(ref, firstIndex);
         touched.push({ ref, hash });
@@ -231,7 +253,7 @@ export class SqliteLogOperations {
         const subtreeHashes = completed.length > 1 ? Buffer.concat(completed.slice(1).map((node) => node.hash)) : null;
         insertEntry.run(index, entry.kind, entry.leaf, hash, entry.integratedTime, entry.linkedIndex, subtreeHashes);
         for (const node of completed) {
-          latest[node.ref.level] = { index: node.ref.index, hash: node.hash };
+          newest[node.ref.level] = { index: node.ref.index, hash: node.hash };
           touched.push(node);
         }
       }
@@ -242,6 +264,7 @@ export class SqliteLogOperations {
     // is its last statement, atomic by itself, so a savepoint would add two statements
     // and protect nothing.
     const result = entries.length === 1 && this.#access.db.inTransaction ? write() : atomically(this.#access, write);
+    this.#tail = { epoch, size: result.size, newest };
     this.#access.afterDurable(() => {
       for (const node of touched) this.#durableNodes.set(nodeCacheKey(node.ref), node.hash);
       if (result.size > this.#durableSize) this.#durableSize = result.size;

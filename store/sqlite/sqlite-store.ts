@@ -294,6 +294,8 @@ class SqliteStore implements SignetStore {
    * (set only while one of its synchronous operations runs), else undefined.
    */
   #afterDurable: (() => void)[] | undefined;
+  /** SqliteAccess.writeEpoch: bumped by #newWriteEpoch. */
+  #writeEpoch = 0;
 
   /** `checkpointPath`: the file to checkpoint on a worker thread, if the store does (SqliteStoreOptions.backgroundCheckpoints). */
   constructor(db: Database.Database, wal: WalSync | undefined, checkpointPath: string | undefined) {
@@ -305,6 +307,7 @@ class SqliteStore implements SignetStore {
       statement: (sql) => this.#statement(sql),
       afterDurable: (callback) => this.#afterDurable?.push(callback),
       commitInFlight: () => this.#commitInFlight(),
+      writeEpoch: () => this.#writeEpoch,
     };
     this.#operations = Object.freeze({
       keys: new SqliteKeyOperations(access),
@@ -528,6 +531,9 @@ class SqliteStore implements SignetStore {
 
   /** Synchronous unless the group holds a transaction, whose `work` is awaited in its turn. */
   #runGroup(group: readonly GroupedCall[]): void | Promise<void> {
+    // Another process may have written since the last group, and this one takes the
+    // write lock afresh.
+    this.#newWriteEpoch();
     const failAll = (error: unknown): void => {
       for (const call of group) call.reject(translateSqliteError(error, call.what));
     };
@@ -619,6 +625,10 @@ class SqliteStore implements SignetStore {
     this.#afterDurable = afterDurable;
     try {
       return operation();
+    } catch (error) {
+      // A failed statement may have rolled back part of the transaction, or all of it.
+      this.#newWriteEpoch();
+      throw error;
     } finally {
       this.#afterDurable = outer;
     }
@@ -667,6 +677,7 @@ class SqliteStore implements SignetStore {
   }
 
   #rollbackToSavepoint(): void {
+    this.#newWriteEpoch();
     try {
       // The failed call may have made SQLite abort the whole transaction itself.
       if (this.#transactionStillOpen()) {
@@ -676,6 +687,11 @@ class SqliteStore implements SignetStore {
     } catch {
       // The commit that follows fails and reports it to every call.
     }
+  }
+
+  /** See SqliteAccess.writeEpoch. */
+  #newWriteEpoch(): void {
+    this.#writeEpoch += 1;
   }
 
   /** Read through a method so the compiler does not carry an earlier check past a call that may change it. */
@@ -699,6 +715,9 @@ class SqliteStore implements SignetStore {
         value = await operation();
       } catch (error) {
         throw translateSqliteError(error, what);
+      } finally {
+        // Migrations and the like write outside any group: nothing carries over them.
+        this.#newWriteEpoch();
       }
       await this.#wal?.sync();
       return value;
@@ -769,6 +788,7 @@ class SqliteStore implements SignetStore {
   }
 
   #rollbackIfOpen(): void {
+    this.#newWriteEpoch();
     if (!this.#db.inTransaction) return;
     try {
       this.#statement('ROLLBACK').run();
@@ -783,6 +803,7 @@ class SqliteStore implements SignetStore {
    * writes, which would then never be committed while looking successful.
    */
   #discardLeftoverTransaction(): void {
+    this.#newWriteEpoch();
     if (!this.#db.inTransaction) return;
     try {
       this.#statement('ROLLBACK').run();

@@ -42,6 +42,16 @@ export interface SqliteAccess {
   afterDurable(callback: () => void): void;
   /** See LogRepository.commitInFlight (store.ts). */
   commitInFlight(): Promise<void> | undefined;
+  /**
+   * A number that changes whenever rows a write on this connection returned from may
+   * be gone, or another writer may have written: at the start of every group commit
+   * and of every exclusive call, and on every failed operation, rollback or failed
+   * commit. While it stays the same, every row written by an operation that returned
+   * since it last changed is still there, and no other connection has written. For
+   * state carried from one write to the next within one group commit (the log's size
+   * and newest nodes), which would otherwise be read back from the table.
+   */
+  writeEpoch(): number;
 }
 
 /**
