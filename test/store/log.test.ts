@@ -391,6 +391,24 @@ describeStore('log', (t) => {
       await expectContiguous((await Promise.all(calls)).flat());
     });
 
+    it('transactions that survive a failed call of their own and append again, in one group', async () => {
+      const calls = Array.from({ length: 20 }, async (_, writer) => {
+        const [first, second] = [input(`s${writer}-a`), input(`s${writer}-b`)];
+        const appended = await t.store.transaction(async (tx) => {
+          const before = await tx.log.append([first]);
+          // A refused append (its link points past the end), caught by the transaction.
+          await expect(tx.log.append([input('bad', { linkedIndex: 1_000_000 })])).rejects.toThrow(TypeError);
+          const after = await tx.log.append([second]);
+          return [before, after];
+        });
+        return [
+          { ...appended[0]!, leaves: [first.leaf] },
+          { ...appended[1]!, leaves: [second.leaf] },
+        ];
+      });
+      await expectContiguous((await Promise.all(calls)).flat());
+    });
+
     it('two connections on one file append without a gap', async () => {
       const other = await t.db.open();
       try {
