@@ -17,7 +17,7 @@ export class PromisingForBenchmark extends TransparencyLog {
     this.#log = log;
   }
 
-  override async receipt(index: number, options: { leaf?: Buffer; decisionIndex: number | null; integratedTime: number }): Promise<LogReceipt> {
+  override async receipt(index: number, options: { decisionIndex: number | null; integratedTime: number }): Promise<LogReceipt> {
     const receipt = await this.#log.receipt(index, options);
     return { ...receipt, inclusionPromise: await this.#log.inclusionPromise(await this.#log.entry(index)) };
   }

@@ -29,7 +29,7 @@ export class UnloggedForBenchmark extends TransparencyLog {
     return Promise.resolve(this.#indexes(entries.length));
   }
 
-  override receipt(index: number, options: { leaf?: Buffer; decisionIndex: number | null; integratedTime: number }): Promise<LogReceipt> {
+  override receipt(index: number, options: { decisionIndex: number | null; integratedTime: number }): Promise<LogReceipt> {
     return Promise.resolve({
       index,
       leafHash: '',

@@ -32,7 +32,6 @@ import {
   emptyRoot,
   foldSubtrees,
   inclusionPlan,
-  leafHash,
   nodeKey,
   planRefs,
   proofFromPlan,
@@ -61,8 +60,9 @@ import type { CheckpointRecord, LogEntryInput, LogEntryRecord, SignetStore, Stor
  */
 const NODE_CACHE_ENTRIES = 256;
 /**
- * Newly covered entries whose proof nodes a signing round reads ahead for their
- * receipts: about 2 new nodes each, plus the path they share to the root, so what one
+ * Newly covered entries whose leaf hashes and proof nodes a signing round reads ahead for
+ * their receipts: about 2 new nodes each (a leaf's hash is its neighbour's proof
+ * element), plus the path they share to the root, so what one
  * round reads fits in the cache with room to spare. Read ahead for more, the first
  * ones would be evicted by the last before any receipt used them.
  */
@@ -203,20 +203,25 @@ export class TransparencyLog {
 
   /**
    * The receipt of durable entry `index`, against the newest signed checkpoint that
-   * covers it (signed after the entry was committed). `leaf`, when the caller has it,
-   * saves reading the entry back.
+   * covers it (signed after the entry was committed).
    */
-  async receipt(index: number, options: { leaf?: Buffer; decisionIndex: number | null; integratedTime: number }): Promise<LogReceipt> {
+  async receipt(index: number, options: { decisionIndex: number | null; integratedTime: number }): Promise<LogReceipt> {
     const signed = await this.#signedCovering(index + 1);
     // Replicas sharing one database each sign checkpoints; ECDSA notes of one tree
     // head differ, and storage keeps one per size. So there a receipt carries the note
     // storage holds (one note per size, whichever replica answers); a single process
     // is the only writer of its checkpoints, and its receipts need not wait.
     const checkpoint = this.#store.kind === 'postgres' ? await signed.recorded : signed.record;
-    const hash = options.leaf === undefined ? (await this.entry(index)).leafHash : leafHash(options.leaf);
-    // The checkpoint was signed over stored entries, so its size exists.
+    // The checkpoint was signed over stored entries, so its size exists. The leaf hash
+    // is the tree's own level-0 node, read with the proof (and usually read ahead by the
+    // round that signed the checkpoint): the hash the proof and the root were built on,
+    // without hashing the leaf again. A verifier recomputes it from the leaf anyway.
     const plan = inclusionPlan(index, checkpoint.size);
-    const proof = await this.#withNodes([plan], (lookup) => proofFromPlan(plan, lookup, this.#edgeOf(checkpoint.size)));
+    const leafRef: NodeRef = { level: 0, index };
+    const { hash, proof } = await this.#withNodes([[leafRef], plan], (lookup) => ({
+      hash: lookup(leafRef),
+      proof: proofFromPlan(plan, lookup, this.#edgeOf(checkpoint.size)),
+    }));
     return {
       index,
       leafHash: hash.toString('base64'),
@@ -379,7 +384,9 @@ export class TransparencyLog {
     if (extension !== undefined) plans.push(extension.plan);
     // The entries this checkpoint is the first to cover are those whose receipts wait
     // for it: their proofs' nodes come in the same read, so receipts find them cached.
-    for (let index = Math.max(prior?.size ?? 0, size - PREFETCHED_PROOFS); index < size; index += 1) plans.push(inclusionPlan(index, size));
+    for (let index = Math.max(prior?.size ?? 0, size - PREFETCHED_PROOFS); index < size; index += 1) {
+      plans.push([{ level: 0, index }], inclusionPlan(index, size));
+    }
     const rootHash = size === 0 ? emptyRoot() : await this.#withNodes(plans, (lookup) => {
       const edge = rightEdge(size, lookup);
       if (extension !== undefined) {

@@ -285,7 +285,7 @@ async function leafAt(log: TransparencyLog, index: number): Promise<Buffer> {
 export async function completeAnswer(input: CompletionInput): Promise<CompletedAnswer> {
   const { log, answer, entry, known } = input;
   const leaf = known?.leaf ?? (await leafAt(log, entry.index));
-  const receipt = await log.receipt(entry.index, { leaf, decisionIndex: entry.decisionIndex, integratedTime: entry.integratedTime });
+  const receipt = await log.receipt(entry.index, { decisionIndex: entry.decisionIndex, integratedTime: entry.integratedTime });
   let decision: SignReceipt['decision'] = null;
   if (entry.decisionIndex !== null) {
     const [decisionLeaf, proof] = await Promise.all([

@@ -80,7 +80,7 @@ afterAll(async () => {
 async function logged(kind: string, leaf: Buffer): Promise<{ receipt: LogReceipt; leaf: Buffer; logId: Buffer }> {
   const integratedTime = Math.floor(Date.now() / 1000);
   const [index = -1] = await log.append([{ kind, leaf, integratedTime, linkedIndex: 0 }]);
-  const receipt = await log.receipt(index, { leaf, decisionIndex: 0, integratedTime });
+  const receipt = await log.receipt(index, { decisionIndex: 0, integratedTime });
   const promise = await log.inclusionPromise(await log.entry(index));
   return { receipt: { ...receipt, inclusionPromise: promise }, leaf, logId: log.logId };
 }
