@@ -108,7 +108,7 @@ const UPDATE_BATCH = 256;
  * in batches. Each prom-client call resolves its series (labels checked and hashed,
  * buckets searched): fractions of a microsecond in a warm loop, but about 3 µs in the
  * loaded service, where each comes cold among a request's other work, and a signing
- * request makes about a dozen (BENCHMARKS.md, "Fewer reads and hashes per request").
+ * request makes about a dozen (BENCHMARKS.md, "Fewer reads, hashes and library calls per request").
  * Recording one here is an array push; a batch is applied in one warm loop. A scrape
  * applies what is pending before it reads, so an exposition shows every update made
  * before it, exactly as if each had been applied at once.

@@ -131,10 +131,10 @@ export class SqliteLogRepository implements LogRepository {
 }
 
 const ENTRY_COLUMNS = 'idx, kind, leaf, leaf_hash, integrated_time, linked_idx';
+const CHECKPOINT_COLUMNS = 'size, root_hash, note, created_at';
 
 /** The newest node written at each level (index = level), as SqliteLogOperations#tail keeps them. */
 type NewestNodes = ({ readonly index: number; readonly hash: Buffer } | undefined)[];
-const CHECKPOINT_COLUMNS = 'size, root_hash, note, created_at';
 /**
  * The hashes a node can be in: the leaf hash (level 0) and the subtree hashes (levels
  * ≥ 1) of the entry that completed it (migration 8). Parameter: completedBy(ref).
