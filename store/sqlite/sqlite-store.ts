@@ -803,8 +803,8 @@ class SqliteStore implements SignetStore {
    * writes, which would then never be committed while looking successful.
    */
   #discardLeftoverTransaction(): void {
-    this.#newWriteEpoch();
     if (!this.#db.inTransaction) return;
+    this.#newWriteEpoch();
     try {
       this.#statement('ROLLBACK').run();
     } catch (error) {
