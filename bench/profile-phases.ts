@@ -4,6 +4,12 @@
  * time per answered request, with the log and without it, largest difference first.
  *
  *   node dist/bench/profile-phases.js DIR [--phase "common rate"|"closed loop"] [--top N] [--inclusive]
+ *   node dist/bench/profile-phases.js DIR [--phase …] --areas
+ *
+ * `--areas` sums the main thread's busy time by where it was spent instead (AREAS):
+ * in the SQLite store, in the log's own code, or elsewhere. That bounds what moving one
+ * area to another thread could give each service: a writer thread would take the
+ * SQLite area of both, a prover thread only the log's.
  *
  * Why over phases: a profile covers a service's whole run (start-up, warm-up, the
  * closed-loop rounds, the rounds at one common rate), and a service's CPU per request
@@ -69,14 +75,98 @@ function timeByFunction(profile: CpuProfile, windows: readonly ProfiledPhase[], 
   return { byFunction: totals, sampled };
 }
 
+/**
+ * Areas of the code base, by the path of a frame's file. A sample counts in the first
+ * area any frame of its stack is in (a SQLite call the log makes is SQLite work, and
+ * counted as the log's too in `sqliteForTheLog`), else in `elsewhere`; idle samples in
+ * none.
+ */
+const AREAS = [
+  { name: 'SQLite store (store/sqlite)', fragment: '/store/sqlite/' },
+  { name: 'log code (log/)', fragment: '/log/' },
+] as const;
+const ELSEWHERE = 'elsewhere (HTTP, TLS, tokens, policy, HSM posts, GC, …)';
+
+interface AreaTimes {
+  readonly byArea: Map<string, number>;
+  /** Of the SQLite area, the samples with a frame of the log's code above them: the log's own reads and writes. */
+  readonly sqliteForTheLog: number;
+  readonly busy: number;
+}
+
+function timeByArea(profile: CpuProfile, windows: readonly ProfiledPhase[]): AreaTimes {
+  const byId = new Map(profile.nodes.map((node) => [node.id, node]));
+  const parent = new Map<number, number>();
+  for (const node of profile.nodes) for (const child of node.children ?? []) parent.set(child, node.id);
+  const areaOf = new Map<number, { area: string; forTheLog: boolean } | null>();
+  const classify = (leaf: number): { area: string; forTheLog: boolean } | null => {
+    const known = areaOf.get(leaf);
+    if (known !== undefined) return known;
+    const urls: string[] = [];
+    for (let id: number | undefined = leaf; id !== undefined; id = parent.get(id)) urls.push(byId.get(id)?.callFrame.url ?? '');
+    const idle = byId.get(leaf)?.callFrame.functionName === '(idle)';
+    const area = AREAS.find((a) => urls.some((url) => url.includes(a.fragment)))?.name ?? ELSEWHERE;
+    const forTheLog = area === AREAS[0].name && urls.some((url) => url.includes(AREAS[1].fragment));
+    const result = idle ? null : { area, forTheLog };
+    areaOf.set(leaf, result);
+    return result;
+  };
+  const byArea = new Map<string, number>();
+  let sqliteForTheLog = 0;
+  let busy = 0;
+  let time = profile.startTime;
+  for (let i = 0; i < profile.samples.length; i += 1) {
+    time += profile.timeDeltas[i] ?? 0;
+    const weight = profile.timeDeltas[i + 1] ?? 0;
+    if (!windows.some((w) => time >= w.startMicroseconds && time < w.endMicroseconds)) continue;
+    const leaf = profile.samples[i];
+    const where = leaf === undefined ? null : classify(leaf);
+    if (where === null) continue;
+    busy += weight;
+    byArea.set(where.area, (byArea.get(where.area) ?? 0) + weight);
+    if (where.forTheLog) sqliteForTheLog += weight;
+  }
+  return { byArea, sqliteForTheLog, busy };
+}
+
+function printAreas(dir: string, phases: readonly ProfiledPhase[], phase: string): void {
+  const perRequest = (service: string): { areas: AreaTimes; requests: number } => {
+    const windows = phases.filter((p) => p.service === service && p.phase === phase);
+    const requests = windows.reduce((sum, w) => sum + w.requests, 0);
+    const profile = JSON.parse(readFileSync(join(dir, `service-log-${service}.cpuprofile`), 'utf8')) as CpuProfile;
+    return { areas: timeByArea(profile, windows), requests };
+  };
+  const on = perRequest('on');
+  const off = perRequest('off');
+  const row = (name: string, withLog: number, without: number): string =>
+    `${name.padEnd(60)} ${(withLog / on.requests).toFixed(1).padStart(8)} ${(without / off.requests).toFixed(1).padStart(8)} ${(withLog / on.requests - without / off.requests).toFixed(1).padStart(8)}`;
+  const out = [
+    `${phase}: with the log ${on.requests} requests, without ${off.requests}; main-thread µs per request, idle left out`,
+    `${'area'.padEnd(60)} ${'with'.padStart(8)} ${'without'.padStart(8)} ${'diff'.padStart(8)}`,
+    row('busy, in all', on.areas.busy, off.areas.busy),
+    ...[...AREAS.map((a) => a.name), ELSEWHERE].map((name) => row(name, on.areas.byArea.get(name) ?? 0, off.areas.byArea.get(name) ?? 0)),
+    row('  of the SQLite store, called by the log code', on.areas.sqliteForTheLog, off.areas.sqliteForTheLog),
+  ];
+  process.stdout.write(`${out.join('\n')}\n`);
+}
+
 function main(): void {
   const { values, positionals } = parseArgs({
     allowPositionals: true,
-    options: { phase: { type: 'string', default: 'common rate' }, top: { type: 'string', default: '40' }, inclusive: { type: 'boolean', default: false } },
+    options: {
+      phase: { type: 'string', default: 'common rate' },
+      top: { type: 'string', default: '40' },
+      inclusive: { type: 'boolean', default: false },
+      areas: { type: 'boolean', default: false },
+    },
   });
   const [dir] = positionals;
-  if (dir === undefined) throw new Error('usage: profile-phases DIR [--phase "common rate"|"closed loop"] [--top N] [--inclusive]');
+  if (dir === undefined) throw new Error('usage: profile-phases DIR [--phase "common rate"|"closed loop"] [--top N] [--inclusive | --areas]');
   const phases = JSON.parse(readFileSync(join(dir, PHASES_FILE), 'utf8')) as ProfiledPhase[];
+  if (values.areas) {
+    printAreas(dir, phases, values.phase);
+    return;
+  }
   const perRequest = (service: string): { micros: Map<string, number>; sampled: number; requests: number } => {
     const windows = phases.filter((p) => p.service === service && p.phase === values.phase);
     const requests = windows.reduce((sum, w) => sum + w.requests, 0);
