@@ -30,31 +30,48 @@ function frameName(frame: CallFrame): string {
   return `${frame.functionName === '' ? '(anonymous)' : frame.functionName}${where}`;
 }
 
+interface ProfileTree {
+  readonly byId: Map<number, ProfileNode>;
+  readonly parent: Map<number, number>;
+}
+
+function treeOf(profile: CpuProfile): ProfileTree {
+  const byId = new Map(profile.nodes.map((node) => [node.id, node]));
+  const parent = new Map<number, number>();
+  for (const node of profile.nodes) for (const child of node.children ?? []) parent.set(child, node.id);
+  return { byId, parent };
+}
+
+/** Calls `visit` for each sample inside the windows, with the time it stands for: until the next sample. */
+function forEachSample(profile: CpuProfile, windows: readonly ProfiledPhase[], visit: (nodeId: number, micros: number) => void): void {
+  let time = profile.startTime;
+  for (let i = 0; i < profile.samples.length; i += 1) {
+    time += profile.timeDeltas[i] ?? 0;
+    const weight = profile.timeDeltas[i + 1] ?? 0;
+    const nodeId = profile.samples[i];
+    if (nodeId === undefined || !windows.some((w) => time >= w.startMicroseconds && time < w.endMicroseconds)) continue;
+    visit(nodeId, weight);
+  }
+}
+
 /**
  * Microseconds per function (self, or inclusive of callees) over the windows, and the
  * time all the samples there stand for (inclusive times overlap, so their sum is not it).
  */
 export function timeByFunction(profile: CpuProfile, windows: readonly ProfiledPhase[], inclusive: boolean): { byFunction: Map<string, number>; sampled: number } {
-  const byId = new Map(profile.nodes.map((node) => [node.id, node]));
-  const parent = new Map<number, number>();
-  for (const node of profile.nodes) for (const child of node.children ?? []) parent.set(child, node.id);
+  const { byId, parent } = treeOf(profile);
   const totals = new Map<string, number>();
   let sampled = 0;
-  let time = profile.startTime;
-  for (let i = 0; i < profile.samples.length; i += 1) {
-    time += profile.timeDeltas[i] ?? 0;
-    // A sample stands for the time until the next one.
-    const weight = profile.timeDeltas[i + 1] ?? 0;
-    if (!windows.some((w) => time >= w.startMicroseconds && time < w.endMicroseconds)) continue;
+  forEachSample(profile, windows, (sample, weight) => {
     sampled += weight;
     const names = new Set<string>();
-    for (let id: number | undefined = profile.samples[i]; id !== undefined; id = inclusive ? parent.get(id) : undefined) {
+    for (let id: number | undefined = sample; id !== undefined; id = inclusive ? parent.get(id) : undefined) {
       const node = byId.get(id);
       if (node === undefined) break;
       names.add(frameName(node.callFrame));
     }
     for (const name of names) totals.set(name, (totals.get(name) ?? 0) + weight);
-  }
+  });
   return { byFunction: totals, sampled };
 }
 
@@ -78,9 +95,7 @@ export interface AreaTimes {
 }
 
 export function timeByArea(profile: CpuProfile, windows: readonly ProfiledPhase[]): AreaTimes {
-  const byId = new Map(profile.nodes.map((node) => [node.id, node]));
-  const parent = new Map<number, number>();
-  for (const node of profile.nodes) for (const child of node.children ?? []) parent.set(child, node.id);
+  const { byId, parent } = treeOf(profile);
   const areaOf = new Map<number, { area: string; forTheLog: boolean } | null>();
   const classify = (leaf: number): { area: string; forTheLog: boolean } | null => {
     const known = areaOf.get(leaf);
@@ -97,17 +112,12 @@ export function timeByArea(profile: CpuProfile, windows: readonly ProfiledPhase[
   const byArea = new Map<string, number>();
   let sqliteForTheLog = 0;
   let busy = 0;
-  let time = profile.startTime;
-  for (let i = 0; i < profile.samples.length; i += 1) {
-    time += profile.timeDeltas[i] ?? 0;
-    const weight = profile.timeDeltas[i + 1] ?? 0;
-    if (!windows.some((w) => time >= w.startMicroseconds && time < w.endMicroseconds)) continue;
-    const leaf = profile.samples[i];
-    const where = leaf === undefined ? null : classify(leaf);
-    if (where === null) continue;
+  forEachSample(profile, windows, (sample, weight) => {
+    const where = classify(sample);
+    if (where === null) return;
     busy += weight;
     byArea.set(where.area, (byArea.get(where.area) ?? 0) + weight);
     if (where.forTheLog) sqliteForTheLog += weight;
-  }
+  });
   return { byArea, sqliteForTheLog, busy };
 }

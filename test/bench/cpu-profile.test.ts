@@ -34,23 +34,19 @@ function window(startMicroseconds: number, endMicroseconds: number): ProfiledPha
 }
 
 describe('timeByArea', () => {
-  it('counts each busy sample once, in the first area any frame of its stack is in', () => {
-    const times = timeByArea(profile, [window(0, 100)]);
-    // Idle left out; the last sample stands for no time (nothing follows it).
-    expect(times.busy).toBe(60);
-    expect(times.byArea.get(SQLITE)).toBe(20);
-    expect(times.byArea.get(LOG)).toBe(20);
-    expect(times.byArea.get(ELSEWHERE)).toBe(20);
-    // The node read under the receipt is the log's; the commit on its own is not.
-    expect(times.sqliteForTheLog).toBe(10);
-  });
-
-  it('counts only the samples inside the windows', () => {
-    const times = timeByArea(profile, [window(20, 50)]);
-    expect(times.busy).toBe(30);
-    expect(times.byArea.get(ELSEWHERE)).toBe(10);
-    expect(times.byArea.get(LOG)).toBe(10);
-    expect(times.byArea.get(SQLITE)).toBe(10);
-    expect(times.sqliteForTheLog).toBe(10);
+  // Idle left out; the last sample stands for no time (nothing follows it). The node
+  // read under the receipt is the log's SQLite work; the commit on its own is not.
+  it.each([
+    { from: 0, to: 100, busy: 60, sqlite: 20, log: 20, elsewhere: 20, sqliteForTheLog: 10 },
+    { from: 20, to: 50, busy: 30, sqlite: 10, log: 10, elsewhere: 10, sqliteForTheLog: 10 },
+  ])('counts each busy sample in [$from, $to) once, in the first area of its stack', (expected) => {
+    const times = timeByArea(profile, [window(expected.from, expected.to)]);
+    expect({
+      busy: times.busy,
+      sqlite: times.byArea.get(SQLITE),
+      log: times.byArea.get(LOG),
+      elsewhere: times.byArea.get(ELSEWHERE),
+      sqliteForTheLog: times.sqliteForTheLog,
+    }).toEqual({ busy: expected.busy, sqlite: expected.sqlite, log: expected.log, elsewhere: expected.elsewhere, sqliteForTheLog: expected.sqliteForTheLog });
   });
 });
