@@ -24,11 +24,17 @@ import { parseArgs } from 'node:util';
 import { AREAS, ELSEWHERE, timeByArea, timeByFunction, type AreaTimes, type CpuProfile } from './cpu-profile.js';
 import { PHASES_FILE, type ProfiledPhase } from './phases.js';
 
+/** A service's profile (`service`: its `--log` variant), the windows of one kind of phase in it, and the requests answered there. */
+function measuredPhases(dir: string, phases: readonly ProfiledPhase[], service: string, phase: string): { profile: CpuProfile; windows: ProfiledPhase[]; requests: number } {
+  const windows = phases.filter((p) => p.service === service && p.phase === phase);
+  const requests = windows.reduce((sum, w) => sum + w.requests, 0);
+  const profile = JSON.parse(readFileSync(join(dir, `service-log-${service}.cpuprofile`), 'utf8')) as CpuProfile;
+  return { profile, windows, requests };
+}
+
 function printAreas(dir: string, phases: readonly ProfiledPhase[], phase: string): void {
   const perRequest = (service: string): { areas: AreaTimes; requests: number } => {
-    const windows = phases.filter((p) => p.service === service && p.phase === phase);
-    const requests = windows.reduce((sum, w) => sum + w.requests, 0);
-    const profile = JSON.parse(readFileSync(join(dir, `service-log-${service}.cpuprofile`), 'utf8')) as CpuProfile;
+    const { profile, windows, requests } = measuredPhases(dir, phases, service, phase);
     return { areas: timeByArea(profile, windows), requests };
   };
   const on = perRequest('on');
@@ -63,9 +69,7 @@ function main(): void {
     return;
   }
   const perRequest = (service: string): { micros: Map<string, number>; sampled: number; requests: number } => {
-    const windows = phases.filter((p) => p.service === service && p.phase === values.phase);
-    const requests = windows.reduce((sum, w) => sum + w.requests, 0);
-    const profile = JSON.parse(readFileSync(join(dir, `service-log-${service}.cpuprofile`), 'utf8')) as CpuProfile;
+    const { profile, windows, requests } = measuredPhases(dir, phases, service, values.phase);
     const { byFunction, sampled } = timeByFunction(profile, windows, values.inclusive);
     return { micros: new Map([...byFunction].map(([name, us]) => [name, us / requests])), sampled: sampled / requests, requests };
   };
