@@ -100,12 +100,15 @@ export function timeByArea(profile: CpuProfile, windows: readonly ProfiledPhase[
   const classify = (leaf: number): { area: string; forTheLog: boolean } | null => {
     const known = areaOf.get(leaf);
     if (known !== undefined) return known;
+    if (byId.get(leaf)?.callFrame.functionName === '(idle)') {
+      areaOf.set(leaf, null);
+      return null;
+    }
     const urls: string[] = [];
     for (let id: number | undefined = leaf; id !== undefined; id = parent.get(id)) urls.push(byId.get(id)?.callFrame.url ?? '');
-    const idle = byId.get(leaf)?.callFrame.functionName === '(idle)';
     const area = AREAS.find((a) => urls.some((url) => url.includes(a.fragment)))?.name ?? ELSEWHERE;
     const forTheLog = area === AREAS[0].name && urls.some((url) => url.includes(AREAS[1].fragment));
-    const result = idle ? null : { area, forTheLog };
+    const result = { area, forTheLog };
     areaOf.set(leaf, result);
     return result;
   };
